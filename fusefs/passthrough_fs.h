@@ -1,0 +1,45 @@
+// A libfuse3 low-level passthrough filesystem mounted over the directory it
+// serves: the backing directory is opened before the mount, and every request
+// is served from that fd, so the same path keeps working for every program.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "fusefs/event_sink.h"
+
+namespace replifs::fusefs {
+
+struct MountOptions {
+  std::string mountpoint;     // absolute path; also the backing directory
+  int backing_root_fd = -1;   // O_PATH|O_DIRECTORY fd of the backing dir, opened before mounting
+  std::string fsname;         // shown as the mount's source in /proc/self/mountinfo
+  std::string subtype = "replifs";  // fstype becomes fuse.<subtype>
+  bool debug = false;
+  unsigned worker_threads = 0;  // 0: libfuse default
+};
+
+class PassthroughFs {
+ public:
+  // Mounts; on return the mount is live (the kernel accepts requests; they
+  // are served once Run() is called).
+  static absl::StatusOr<std::unique_ptr<PassthroughFs>> Mount(
+      const MountOptions& options, EventSink* sink);
+  virtual ~PassthroughFs() = default;
+
+  // Serves requests until the filesystem is unmounted (umount, fusermount -u)
+  // or Exit() is called. Multithreaded.
+  virtual absl::Status Run() = 0;
+  // Asks Run() to return; does not unmount.
+  virtual void Exit() = 0;
+  // Unmounts (if still mounted) and releases the session.
+  virtual void Unmount() = 0;
+
+  // Drops the kernel's cached pages and attributes for a path changed
+  // underneath the overlay (kernel shim, restore), and its dentry.
+  virtual void InvalidatePath(const std::string& relative_path) = 0;
+};
+
+}  // namespace replifs::fusefs

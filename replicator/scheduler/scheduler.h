@@ -1,0 +1,71 @@
+// The schedule managing unit (enqueue, coalesce) and the schedule processing
+// unit (emit BackupCommands), each on its own thread, sharing one policy.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "replifs/v1/events.pb.h"
+
+namespace replifs::scheduler {
+
+struct SchedulerPolicy {
+  absl::Duration quiet_interval = absl::Milliseconds(200);  // a file is ready once quiet this long
+  absl::Duration max_delay = absl::Seconds(2);              // ... or once its oldest change waited this long
+  size_t max_batch = 256;                                    // commands handed to the executor at once
+  absl::Duration retry_initial = absl::Milliseconds(200);   // backoff after a failed batch
+  absl::Duration retry_max = absl::Seconds(5);
+};
+
+// Carries a batch of commands to the server (the client implements it). OK
+// means every command's effect is durable on the server, except those whose
+// indexes are put in `stale`: CONTENT/ATTRIBUTES commands whose path no
+// longer names their inode (a rename not yet seen by the scheduler). The
+// scheduler keeps those pending so a later rename event fixes their path.
+class CommandExecutor {
+ public:
+  virtual ~CommandExecutor() = default;
+  virtual absl::Status Execute(const std::vector<replifs::v1::BackupCommand>& batch,
+                               std::vector<size_t>* stale) = 0;
+};
+
+struct SchedulerStats {
+  uint64_t pending_events = 0;   // enqueued, not yet acknowledged
+  uint64_t pending_bytes = 0;    // dirty bytes not yet acknowledged
+  uint64_t acked_seq = 0;        // every seq <= this is durable on the server
+  int64_t last_ack_time_ns = 0;
+  uint64_t commands_executed = 0;
+  uint64_t failed_batches = 0;
+  bool last_batch_failed = false;
+  std::string last_error;
+};
+
+class Scheduler {
+ public:
+  // `on_acked(seq)` is called (from the processing thread) whenever the
+  // acknowledged watermark rises: every seq <= it is durable on the server,
+  // so the journal may trim up to it. `start_seq` is the journal's acked seq.
+  static std::unique_ptr<Scheduler> Create(SchedulerPolicy policy, CommandExecutor* executor,
+                                           std::function<void(uint64_t)> on_acked,
+                                           uint64_t start_seq);
+  virtual ~Scheduler() = default;
+
+  virtual void Start() = 0;
+  // Stops both threads; pending changes stay pending (they are in the journal).
+  virtual void Stop() = 0;
+
+  // Managing unit input, in journal order (event.seq set). Thread-safe.
+  virtual void Enqueue(replifs::v1::ChangeEvent event) = 0;
+
+  // Sends everything enqueued so far without waiting for quiet intervals and
+  // blocks until the watermark reaches it or `timeout` passes.
+  virtual absl::Status FlushAndWait(absl::Duration timeout) = 0;
+
+  virtual SchedulerStats stats() const = 0;
+};
+
+}  // namespace replifs::scheduler
