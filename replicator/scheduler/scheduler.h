@@ -42,6 +42,8 @@ struct SchedulerStats {
   uint64_t failed_batches = 0;
   bool last_batch_failed = false;
   std::string last_error;
+  uint64_t stale_commands = 0;  // commands the executor reported stale
+  uint64_t dropped_stale = 0;   // files given up after too many stale round trips
 };
 
 class Scheduler {
@@ -59,6 +61,8 @@ class Scheduler {
   virtual void Stop() = 0;
 
   // Managing unit input, in journal order (event.seq set). Thread-safe.
+  // Events with a seq not above every seq enqueued before (or start_seq) are
+  // ignored as duplicates: callers must enqueue in seq order.
   virtual void Enqueue(replifs::v1::ChangeEvent event) = 0;
 
   // Sends everything enqueued so far without waiting for quiet intervals and

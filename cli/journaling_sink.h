@@ -1,0 +1,34 @@
+// Where fusefs's events go in the daemon: first the journal (so the change
+// survives a crash before the filesystem replies), then the scheduler.
+#pragma once
+
+#include <atomic>
+#include <mutex>
+
+#include "fusefs/event_sink.h"
+#include "replicator/journal/journal.h"
+#include "replicator/scheduler/scheduler.h"
+
+namespace replifs::cli {
+
+class JournalingSink : public fusefs::EventSink {
+ public:
+  JournalingSink(journal::Journal* journal, scheduler::Scheduler* scheduler)
+      : journal_(journal), scheduler_(scheduler) {}
+
+  void OnChange(v1::ChangeEvent event) override;
+  void OnDurabilityBarrier() override;
+
+  // Set when an event could not be journaled (disk full): a rescan recovers.
+  bool rescan_needed() const { return rescan_needed_; }
+  void clear_rescan_needed() { rescan_needed_ = false; }
+
+ private:
+  journal::Journal* journal_;
+  scheduler::Scheduler* scheduler_;
+  // Held across append + enqueue so the scheduler sees events in seq order.
+  std::mutex order_mutex_;
+  std::atomic<bool> rescan_needed_{false};
+};
+
+}  // namespace replifs::cli

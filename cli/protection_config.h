@@ -1,0 +1,40 @@
+// What a protected directory's daemon needs to know, kept in its state
+// directory (`config`) so that later commands (sync, restore, verify) find
+// the server and repository again.
+#pragma once
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace replifs::cli {
+
+inline constexpr char kDefaultServer[] = "127.0.0.1:7433";
+inline constexpr char kStateRoot[] = "/var/lib/replifs";
+
+struct ProtectionConfig {
+  std::string mountpoint;  // absolute
+  std::string server;
+  std::string repo;
+  std::string state_dir;   // absolute
+  absl::Duration quiet_interval = absl::Milliseconds(200);
+  absl::Duration max_delay = absl::Seconds(2);
+};
+
+// /var/lib/replifs/<basename>-<hash of the path>: one per protected path.
+std::string DefaultStateDir(const std::string& mountpoint);
+// "<hostname>:<absolute path>".
+std::string DefaultRepoName(const std::string& mountpoint);
+
+absl::Status WriteConfig(const ProtectionConfig& config);
+absl::StatusOr<ProtectionConfig> ReadConfig(const std::string& state_dir);
+
+std::string ControlSocketPath(const std::string& state_dir);
+std::string DaemonPidPath(const std::string& state_dir);
+
+// Absolute, without "." / ".." / duplicate slashes (symlinks resolved when
+// the path exists).
+absl::StatusOr<std::string> AbsolutePath(const std::string& path);
+
+}  // namespace replifs::cli

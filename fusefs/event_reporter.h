@@ -1,0 +1,78 @@
+// Turns a successful backing operation into a ChangeEvent for the EventSink:
+// computes the protected-root-relative path and the post-change attributes.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "fusefs/event_sink.h"
+#include "replifs/v1/events.pb.h"
+
+namespace replifs::fusefs {
+
+using ChangeOp = replifs::v1::ChangeEvent::Op;
+
+// Paths are read back from the kernel: readlink("/proc/self/fd/<fd>") of the
+// object's O_PATH fd, minus the backing root's own readlink. The kernel's
+// dcache is the single source of truth, so a renamed directory moves every
+// child with no bookkeeping here, changes made underneath the overlay (shim,
+// restore) are seen too, and names are raw bytes. The over-mount does not
+// change the string: the fds live on the lower mount, whose path is the
+// mountpoint's. Cost: one readlink per event (perf is a later issue).
+class EventReporter {
+ public:
+  // root_fd: the backing root (not owned); sink may be null (no reporting).
+  EventReporter(int root_fd, std::string root_prefix, EventSink* sink);
+
+  // Readlink of root_fd, the prefix every path starts with.
+  static std::optional<std::string> ReadFdPath(int fd);
+
+  // Root-relative path of what fd refers to; nullopt when it has no name in
+  // the protected tree any more (unlinked, or a hard link's name was removed).
+  std::optional<std::string> PathOf(int fd) const;
+  // Root-relative path of `name` inside the directory dir_fd.
+  std::optional<std::string> PathOfChild(int dir_fd,
+                                         std::string_view name) const;
+
+  // An event with op, source, time, path and st's identity and attributes.
+  replifs::v1::ChangeEvent NewEvent(ChangeOp op, std::string path,
+                                    const struct stat& st) const;
+  static void SetAttributes(const struct stat& st,
+                            replifs::v1::ChangeEvent* event);
+
+  void Report(replifs::v1::ChangeEvent event) const;
+  // Shorthand: path of path_fd, attributes of fstat(stat_fd) (stat_fd may be
+  // an O_PATH fd). Reports nothing when the object has no path.
+  // `fill` adds the op specifics before the event is sent.
+  template <typename Fill>
+  void ReportObject(ChangeOp op, int path_fd, int stat_fd, Fill fill) const {
+    if (sink_ == nullptr) return;
+    std::optional<replifs::v1::ChangeEvent> event =
+        ObjectEvent(op, path_fd, stat_fd);
+    if (!event) return;
+    fill(*event);
+    Report(std::move(*event));
+  }
+  void ReportObject(ChangeOp op, int path_fd, int stat_fd) const {
+    ReportObject(op, path_fd, stat_fd, [](replifs::v1::ChangeEvent&) {});
+  }
+
+  // Everything reported so far must survive a power loss.
+  void Barrier() const;
+
+  bool enabled() const { return sink_ != nullptr; }
+
+ private:
+  std::optional<replifs::v1::ChangeEvent> ObjectEvent(ChangeOp op, int path_fd,
+                                                      int stat_fd) const;
+  std::optional<std::string> Relative(std::string_view absolute) const;
+
+  const int root_fd_;
+  const std::string root_prefix_;  // readlink of root_fd_, no trailing '/'
+  EventSink* const sink_;
+};
+
+}  // namespace replifs::fusefs

@@ -1,0 +1,191 @@
+// File contents through the mount: reads, writes, truncation, fallocate,
+// copy_file_range, shared mmap, lseek, fsync.
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <dirent.h>
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+
+#include "fusefs/test/mount_fixture.h"
+
+namespace replifs::fusefs {
+namespace {
+
+TEST_F(MountTest, ExistingContentIsVisible) {
+  EXPECT_EQ(ReadAll(M("hello.txt")), "hello world\n");
+  EXPECT_EQ(ReadAll(M("dir/inner.txt")), "inner\n");
+  std::set<std::string> names;
+  DIR* d = opendir(M("").c_str());
+  ASSERT_NE(d, nullptr);
+  while (dirent* e = readdir(d)) names.insert(e->d_name);
+  closedir(d);
+  EXPECT_EQ(names, (std::set<std::string>{".", "..", "hello.txt", "dir"}));
+  EXPECT_TRUE(IsMounted(dir_));
+  EXPECT_TRUE(sink_.Events().empty()) << "reads must report nothing";
+}
+
+TEST_F(MountTest, WriteInTheMiddleIsReportedAndLands) {
+  int fd = open(M("hello.txt").c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(pwrite(fd, "XYZ", 3, 6), 3);
+  ASSERT_EQ(close(fd), 0);
+  EXPECT_EQ(ReadAll(B("hello.txt")), "hello XYZld\n");
+  auto writes = sink_.Find(ChangeEvent::WRITE);
+  ASSERT_EQ(writes.size(), 1u);
+  const ChangeEvent& e = writes[0];
+  EXPECT_EQ(e.path(), "hello.txt");
+  EXPECT_EQ(e.offset(), 6u);
+  EXPECT_EQ(e.length(), 3u);
+  EXPECT_EQ(e.source(), ChangeEvent::OVERLAY);
+  struct stat st = Lstat(B("hello.txt"));
+  EXPECT_EQ(e.inode(), st.st_ino);
+  EXPECT_EQ(e.device(), st.st_dev);
+  EXPECT_EQ(e.attributes().size(), 12u);
+  EXPECT_EQ(e.attributes().nlink(), 1u);
+  EXPECT_GT(e.time_ns(), 0);
+}
+
+TEST_F(MountTest, AppendReportsWhereTheBytesLanded) {
+  int fd = open(M("hello.txt").c_str(), O_WRONLY | O_APPEND);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, "more", 4), 4);
+  ASSERT_EQ(close(fd), 0);
+  EXPECT_EQ(ReadAll(B("hello.txt")), "hello world\nmore");
+  auto writes = sink_.Find(ChangeEvent::WRITE, "hello.txt");
+  ASSERT_EQ(writes.size(), 1u);
+  EXPECT_EQ(writes[0].offset(), 12u);
+  EXPECT_EQ(writes[0].length(), 4u);
+}
+
+TEST_F(MountTest, TruncateReportsNewSize) {
+  ASSERT_EQ(truncate(M("hello.txt").c_str(), 5), 0);
+  EXPECT_EQ(ReadAll(B("hello.txt")), "hello");
+  auto t = sink_.Find(ChangeEvent::TRUNCATE, "hello.txt");
+  ASSERT_EQ(t.size(), 1u);
+  EXPECT_EQ(t[0].new_size(), 5u);
+  EXPECT_EQ(t[0].attributes().size(), 5u);
+
+  sink_.Clear();
+  int fd = open(M("hello.txt").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(ftruncate(fd, 100), 0);
+  ASSERT_EQ(close(fd), 0);
+  t = sink_.Find(ChangeEvent::TRUNCATE, "hello.txt");
+  ASSERT_EQ(t.size(), 1u);
+  EXPECT_EQ(t[0].new_size(), 100u);
+
+  sink_.Clear();
+  fd = open(M("hello.txt").c_str(), O_WRONLY | O_TRUNC);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(close(fd), 0);
+  EXPECT_EQ(Lstat(B("hello.txt")).st_size, 0);
+  t = sink_.Find(ChangeEvent::TRUNCATE, "hello.txt");
+  ASSERT_EQ(t.size(), 1u);
+  EXPECT_EQ(t[0].new_size(), 0u);
+}
+
+TEST_F(MountTest, FallocateIsReported) {
+  int fd = open(M("big").c_str(), O_RDWR | O_CREAT, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(fallocate(fd, 0, 4096, 1 << 20), 0);
+  ASSERT_EQ(close(fd), 0);
+  EXPECT_EQ(Lstat(B("big")).st_size, 4096 + (1 << 20));
+  auto f = sink_.Find(ChangeEvent::FALLOCATE, "big");
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].offset(), 4096u);
+  EXPECT_EQ(f[0].length(), 1u << 20);
+}
+
+TEST_F(MountTest, CopyFileRangeReportsTheDestination) {
+  WriteAll(M("dst"), std::string(200, 'd'));
+  sink_.Clear();
+  int in = open(M("hello.txt").c_str(), O_RDONLY);
+  int out = open(M("dst").c_str(), O_WRONLY);
+  ASSERT_GE(in, 0);
+  ASSERT_GE(out, 0);
+  loff_t off_in = 0, off_out = 100;
+  ASSERT_EQ(copy_file_range(in, &off_in, out, &off_out, 12, 0), 12);
+  close(in);
+  close(out);
+  EXPECT_EQ(ReadAll(B("dst")).substr(100, 12), "hello world\n");
+  auto c = sink_.Find(ChangeEvent::COPY_RANGE, "dst");
+  ASSERT_EQ(c.size(), 1u);
+  EXPECT_EQ(c[0].offset(), 100u);
+  EXPECT_EQ(c[0].length(), 12u);
+  EXPECT_TRUE(sink_.Find(ChangeEvent::COPY_RANGE, "hello.txt").empty());
+}
+
+TEST_F(MountTest, SharedMmapWritesBecomeWriteEvents) {
+  constexpr size_t kSize = 64 * 1024;
+  WriteAll(B("mapped"), std::string(kSize, '\0'));
+  int fd = open(M("mapped").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  void* map = mmap(nullptr, kSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  ASSERT_NE(map, MAP_FAILED) << strerror(errno);
+  char* p = static_cast<char*>(map);
+  memcpy(p + 5000, "0123456789", 10);
+  memcpy(p + 40000, "abc", 3);
+  ASSERT_EQ(msync(map, kSize, MS_SYNC), 0);
+  munmap(map, kSize);
+  close(fd);
+  std::string backing = ReadAll(B("mapped"));
+  ASSERT_EQ(backing.size(), kSize);
+  EXPECT_EQ(backing.substr(5000, 10), "0123456789");
+  EXPECT_EQ(backing.substr(40000, 3), "abc");
+  auto writes = sink_.Find(ChangeEvent::WRITE, "mapped");
+  auto covered = [&](uint64_t begin, uint64_t end) {
+    return std::any_of(writes.begin(), writes.end(), [&](const ChangeEvent& e) {
+      return e.offset() <= begin && e.offset() + e.length() >= end;
+    });
+  };
+  EXPECT_TRUE(covered(5000, 5010));
+  EXPECT_TRUE(covered(40000, 40003));
+}
+
+TEST_F(MountTest, LseekFindsDataAndHoles) {
+  int fd = open(M("sparse").c_str(), O_RDWR | O_CREAT, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(pwrite(fd, "x", 1, 1 << 20), 1);
+  EXPECT_EQ(lseek(fd, 0, SEEK_HOLE), 0);
+  EXPECT_EQ(lseek(fd, 0, SEEK_DATA), 1 << 20);
+  close(fd);
+}
+
+TEST_F(MountTest, FsyncIsADurabilityBarrier) {
+  int fd = open(M("hello.txt").c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, "H", 1), 1);
+  int before = sink_.barriers();
+  ASSERT_EQ(fsync(fd), 0);
+  EXPECT_EQ(sink_.barriers(), before + 1);
+  close(fd);
+  int dfd = open(M("dir").c_str(), O_RDONLY | O_DIRECTORY);
+  ASSERT_GE(dfd, 0);
+  ASSERT_EQ(fsync(dfd), 0);
+  EXPECT_EQ(sink_.barriers(), before + 2);
+  close(dfd);
+}
+
+TEST_F(MountTest, FlockIsPassedThrough) {
+  int a = open(M("hello.txt").c_str(), O_RDONLY);
+  int b = open(M("hello.txt").c_str(), O_RDONLY);
+  ASSERT_GE(a, 0);
+  ASSERT_GE(b, 0);
+  ASSERT_EQ(flock(a, LOCK_EX | LOCK_NB), 0);
+  EXPECT_EQ(flock(b, LOCK_EX | LOCK_NB), -1);
+  EXPECT_EQ(errno, EWOULDBLOCK);
+  // The lock is held on the backing file, where other programs see it.
+  int c = open(B("hello.txt").c_str(), O_RDONLY);
+  EXPECT_EQ(flock(c, LOCK_SH | LOCK_NB), -1);
+  close(c);
+  close(a);
+  close(b);
+}
+
+}  // namespace
+}  // namespace replifs::fusefs

@@ -1,0 +1,224 @@
+#include "replicator/client/backup_client.h"
+
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "replicator/client/node_snapshot.h"
+#include "replicator/client/path_rules.h"
+
+namespace replifs::client {
+namespace {
+
+constexpr size_t kUploadBatchBytes = 32 << 20;
+
+uint64_t MaxSeq(const v1::BackupCommand& command) {
+  uint64_t seq = command.event().seq();
+  for (uint64_t s : command.seqs()) seq = std::max(seq, s);
+  return seq;
+}
+
+}  // namespace
+
+// Collects the operations of one batch and uploads the chunks they need,
+// asking the server which ones it lacks, a window at a time.
+class BackupClient::BatchBuilder {
+ public:
+  BatchBuilder(RepoConnection* connection, int root_fd, BackupClientStats* stats)
+      : connection_(connection), root_fd_(root_fd), stats_(stats) {}
+
+  // Snapshot of `path` as a put; NotFound if it is gone.
+  absl::Status AddPut(const std::string& path, uint64_t seq, int64_t time_ns,
+                      uint64_t expected_inode) {
+    ContentSnapshotOptions options;
+    options.expected_inode = expected_inode;
+    auto sink = [this](const chunker::ChunkId& id, std::span<const uint8_t> data) {
+      stats_->bytes_read += data.size();
+      std::string key = id.ToBytes();
+      if (!queued_ids_.insert(key).second) return absl::OkStatus();
+      pending_.push_back({std::move(key), std::string(data.begin(), data.end())});
+      pending_bytes_ += data.size();
+      return pending_bytes_ >= kUploadBatchBytes ? FlushUploads() : absl::OkStatus();
+    };
+    absl::StatusOr<v1::NodeState> state =
+        SnapshotNode(root_fd_, path, connection_->hasher(), sink, options);
+    if (!state.ok()) return state.status();
+    v1::Operation op;
+    op.set_seq(seq);
+    op.set_time_ns(time_ns);
+    *op.mutable_put() = std::move(*state);
+    operations_.push_back(std::move(op));
+    return absl::OkStatus();
+  }
+
+  void AddRemove(const std::string& path, uint64_t seq, int64_t time_ns) {
+    v1::Operation op;
+    op.set_seq(seq);
+    op.set_time_ns(time_ns);
+    op.set_remove(path);
+    operations_.push_back(std::move(op));
+  }
+
+  void AddRename(const v1::ChangeEvent& event, int64_t time_ns) {
+    v1::Operation op;
+    op.set_seq(event.seq());
+    op.set_time_ns(time_ns);
+    op.mutable_rename()->set_from(event.path());
+    op.mutable_rename()->set_to(event.new_path());
+    op.mutable_rename()->set_flags(event.rename_flags());
+    operations_.push_back(std::move(op));
+  }
+
+  absl::Status FlushUploads() {
+    if (pending_.empty()) return absl::OkStatus();
+    std::vector<std::string> ids;
+    for (const auto& item : pending_) ids.push_back(item.id);
+    absl::StatusOr<std::vector<std::string>> missing = connection_->MissingChunks(ids);
+    if (!missing.ok()) return missing.status();
+    std::set<std::string> wanted(missing->begin(), missing->end());
+    std::vector<RepoConnection::UploadItem> uploads;
+    for (auto& item : pending_) {
+      if (wanted.count(item.id)) uploads.push_back(std::move(item));
+    }
+    pending_.clear();
+    pending_bytes_ = 0;
+    absl::StatusOr<uint64_t> sent = connection_->UploadChunks(uploads);
+    if (!sent.ok()) return sent.status();
+    stats_->chunks_uploaded += uploads.size();
+    stats_->bytes_uploaded += *sent;
+    return absl::OkStatus();
+  }
+
+  std::vector<v1::Operation>& operations() { return operations_; }
+
+ private:
+  RepoConnection* connection_;
+  int root_fd_;
+  BackupClientStats* stats_;
+  std::vector<v1::Operation> operations_;
+  std::vector<RepoConnection::UploadItem> pending_;
+  std::set<std::string> queued_ids_;
+  size_t pending_bytes_ = 0;
+};
+
+BackupClient::BackupClient(ConnectionOptions options, int backing_root_fd)
+    : options_(std::move(options)), backing_root_fd_(backing_root_fd) {}
+
+absl::StatusOr<RepoConnection*> BackupClient::Connection() {
+  std::lock_guard lock(mutex_);
+  if (connection_ == nullptr) {
+    auto connection = RepoConnection::Open(options_);
+    if (!connection.ok()) {
+      RecordError(connection.status());
+      return connection.status();
+    }
+    connection_ = std::move(*connection);
+    stats_.reachable = true;
+  }
+  return connection_.get();
+}
+
+BackupClientStats BackupClient::stats() const {
+  std::lock_guard lock(mutex_);
+  return stats_;
+}
+
+void BackupClient::RecordError(const absl::Status& status) {
+  stats_.last_error = std::string(status.message());
+  if (absl::IsUnavailable(status)) stats_.reachable = false;
+}
+
+absl::Status BackupClient::Execute(const std::vector<v1::BackupCommand>& batch,
+                                   std::vector<size_t>* stale) {
+  if (absl::StatusOr<RepoConnection*> connection = Connection(); !connection.ok()) {
+    return connection.status();
+  }
+  std::lock_guard lock(mutex_);
+  absl::Status status = ExecuteLocked(batch, stale);
+  if (status.ok()) {
+    stats_.reachable = true;
+    stats_.last_error.clear();
+  } else {
+    RecordError(status);
+  }
+  return status;
+}
+
+absl::Status BackupClient::ExecuteLocked(const std::vector<v1::BackupCommand>& batch,
+                                         std::vector<size_t>* stale) {
+  BatchBuilder builder(connection_.get(), backing_root_fd_, &stats_);
+  // Directories whose entries changed: their mtime changed too.
+  std::set<std::string> touched_directories;
+  uint64_t batch_seq = 0;
+  auto next_time = [this](int64_t time_ns) {
+    last_time_ns_ = std::max(time_ns, last_time_ns_ + 1);
+    return last_time_ns_;
+  };
+
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const v1::BackupCommand& command = batch[i];
+    const uint64_t seq = MaxSeq(command);
+    batch_seq = std::max(batch_seq, seq);
+    if (command.kind() == v1::BackupCommand::NAMESPACE) {
+      const v1::ChangeEvent& event = command.event();
+      const int64_t time_ns = next_time(event.time_ns());
+      switch (event.op()) {
+        case v1::ChangeEvent::RENAME:
+          builder.AddRename(event, time_ns);
+          touched_directories.insert(ParentPath(event.path()));
+          touched_directories.insert(ParentPath(event.new_path()));
+          break;
+        case v1::ChangeEvent::UNLINK:
+        case v1::ChangeEvent::RMDIR:
+          builder.AddRemove(event.path(), seq, time_ns);
+          touched_directories.insert(ParentPath(event.path()));
+          break;
+        case v1::ChangeEvent::LINK: {
+          // Both names now belong to a link group: put both.
+          for (const std::string& path : {event.path(), event.new_path()}) {
+            absl::Status status = builder.AddPut(path, seq, time_ns, 0);
+            if (!status.ok() && !absl::IsNotFound(status)) return status;
+          }
+          touched_directories.insert(ParentPath(event.new_path()));
+          break;
+        }
+        default: {  // CREATE, MKDIR, MKNOD, SYMLINK, RESCAN: send the path as it is now
+          absl::Status status = builder.AddPut(event.path(), seq, time_ns, 0);
+          if (absl::IsNotFound(status)) {
+            // Gone already: a later UNLINK says so, except for a rescan,
+            // which exists to find out.
+            if (event.op() == v1::ChangeEvent::RESCAN) builder.AddRemove(event.path(), seq, time_ns);
+          } else if (absl::IsAborted(status)) {
+            // Still being written: its CONTENT command (or a later rescan) sends it.
+          } else if (!status.ok()) {
+            return status;
+          }
+          if (!event.path().empty()) touched_directories.insert(ParentPath(event.path()));
+          break;
+        }
+      }
+      continue;
+    }
+    // CONTENT or ATTRIBUTES: the inode's current path, checked against its inode.
+    absl::Status status =
+        builder.AddPut(command.path(), seq, next_time(command.time_ns()), command.inode());
+    if (absl::IsNotFound(status) || absl::IsFailedPrecondition(status) ||
+        absl::IsAborted(status)) {
+      stale->push_back(i);
+    } else if (!status.ok()) {
+      return status;
+    }
+  }
+  for (const std::string& directory : touched_directories) {
+    absl::Status status = builder.AddPut(directory, batch_seq, next_time(0), 0);
+    if (!status.ok() && !absl::IsNotFound(status)) return status;
+  }
+  if (absl::Status status = builder.FlushUploads(); !status.ok()) return status;
+  if (builder.operations().empty()) return absl::OkStatus();
+  absl::StatusOr<uint64_t> applied = connection_->Apply(builder.operations());
+  if (!applied.ok()) return applied.status();
+  ++stats_.commits;
+  stats_.operations += builder.operations().size();
+  return absl::OkStatus();
+}
+
+}  // namespace replifs::client

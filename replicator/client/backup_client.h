@@ -1,0 +1,53 @@
+// The source's network backup unit: turns the scheduler's BackupCommands into
+// chunk uploads and one atomic Apply per batch. Reads file data from the
+// backing directory (not through the mount).
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "replicator/client/repo_connection.h"
+#include "replicator/scheduler/scheduler.h"
+
+namespace replifs::client {
+
+struct BackupClientStats {
+  uint64_t commits = 0;          // successful Apply calls
+  uint64_t operations = 0;       // operations applied
+  uint64_t chunks_uploaded = 0;
+  uint64_t bytes_uploaded = 0;   // on the wire, after compression
+  uint64_t bytes_read = 0;       // file bytes read to chunk
+  bool reachable = false;
+  std::string last_error;
+};
+
+class BackupClient : public scheduler::CommandExecutor {
+ public:
+  BackupClient(ConnectionOptions options, int backing_root_fd);
+
+  absl::Status Execute(const std::vector<v1::BackupCommand>& batch,
+                       std::vector<size_t>* stale) override;
+
+  // Connects if needed (Hello). Thread-safe.
+  absl::StatusOr<RepoConnection*> Connection();
+  BackupClientStats stats() const;
+
+ private:
+  class BatchBuilder;
+  absl::Status ExecuteLocked(const std::vector<v1::BackupCommand>& batch,
+                             std::vector<size_t>* stale);
+  void RecordError(const absl::Status& status);
+
+  const ConnectionOptions options_;
+  const int backing_root_fd_;
+  mutable std::mutex mutex_;  // guards everything below; Execute runs one batch at a time
+  std::unique_ptr<RepoConnection> connection_;
+  int64_t last_time_ns_ = 0;  // versions get strictly increasing times
+  BackupClientStats stats_;
+};
+
+}  // namespace replifs::client

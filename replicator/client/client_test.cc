@@ -1,0 +1,130 @@
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
+#include <gtest/gtest.h>
+
+#include "replicator/client/node_snapshot.h"
+#include "replicator/client/path_rules.h"
+#include "replicator/client/tree_walk.h"
+#include "replicator/client/verify.h"
+
+namespace replifs::client {
+namespace {
+
+TEST(PathRules, AcceptsOnlyPlainRelativePaths) {
+  EXPECT_TRUE(IsSafeRelativePath(""));
+  EXPECT_TRUE(IsSafeRelativePath("a/b/c"));
+  EXPECT_TRUE(IsSafeRelativePath("a/\xff\xfe"));
+  EXPECT_FALSE(IsSafeRelativePath("/a"));
+  EXPECT_FALSE(IsSafeRelativePath("a/../b"));
+  EXPECT_FALSE(IsSafeRelativePath(".."));
+  EXPECT_FALSE(IsSafeRelativePath("a//b"));
+  EXPECT_FALSE(IsSafeRelativePath("a/"));
+  EXPECT_FALSE(IsSafeRelativePath(std::string("a\0b", 3)));
+  EXPECT_FALSE(IsSafeRelativePath(std::string(256, 'x')));
+}
+
+TEST(PathRules, ParentsAndPrefixes) {
+  EXPECT_EQ(ParentPath("a/b/c"), "a/b");
+  EXPECT_EQ(ParentPath("a"), "");
+  EXPECT_TRUE(PathIsAtOrBelow("a/b", "a"));
+  EXPECT_TRUE(PathIsAtOrBelow("a", "a"));
+  EXPECT_FALSE(PathIsAtOrBelow("ab", "a"));
+  EXPECT_TRUE(PathIsAtOrBelow("x", ""));
+}
+
+class TempTree : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char pattern[] = "/tmp/replifs-client-test-XXXXXX";
+    ASSERT_NE(mkdtemp(pattern), nullptr);
+    dir_ = pattern;
+    root_fd_ = open(dir_.c_str(), O_PATH | O_DIRECTORY);
+    ASSERT_GE(root_fd_, 0);
+  }
+  void TearDown() override {
+    close(root_fd_);
+    std::string cmd = "rm -rf '" + dir_ + "'";
+    ASSERT_EQ(system(cmd.c_str()), 0);
+  }
+  void Write(const std::string& name, const std::string& content) {
+    std::ofstream(dir_ + "/" + name, std::ios::binary) << content;
+  }
+  std::string dir_;
+  int root_fd_ = -1;
+};
+
+TEST_F(TempTree, WalkVisitsParentsBeforeChildrenWithoutFollowingLinks) {
+  ASSERT_EQ(mkdir((dir_ + "/d").c_str(), 0755), 0);
+  Write("d/f", "x");
+  Write("a", "y");
+  ASSERT_EQ(symlink("/", (dir_ + "/link").c_str()), 0);
+  std::vector<std::string> seen;
+  ASSERT_TRUE(WalkTree(root_fd_, [&](const std::string& path, const struct stat&) {
+    seen.push_back(path);
+    return true;
+  }).ok());
+  EXPECT_EQ(seen, (std::vector<std::string>{"", "a", "d", "d/f", "link"}));
+}
+
+TEST_F(TempTree, SnapshotChunksContentAndReadsXattrs) {
+  std::string content(300000, 'q');
+  for (size_t i = 0; i < content.size(); i += 7) content[i] = static_cast<char>(i * 31);
+  Write("f", content);
+  ASSERT_EQ(setxattr((dir_ + "/f").c_str(), "user.k", "v", 1, 0), 0);
+  chunker::ChunkIdHasher hasher("secret");
+  uint64_t total = 0;
+  auto sink = [&](const chunker::ChunkId&, std::span<const uint8_t> data) {
+    total += data.size();
+    return absl::OkStatus();
+  };
+  absl::StatusOr<v1::NodeState> state = SnapshotNode(root_fd_, "f", hasher, sink);
+  ASSERT_TRUE(state.ok()) << state.status();
+  EXPECT_EQ(state->type(), v1::NodeState::REGULAR);
+  EXPECT_EQ(state->size(), content.size());
+  EXPECT_EQ(total, content.size());
+  EXPECT_GE(state->chunks_size(), 2);
+  ASSERT_EQ(state->xattrs_size(), 1);
+  EXPECT_EQ(state->xattrs(0).name(), "user.k");
+  EXPECT_EQ(state->link_group(), 0u);
+
+  // Same content elsewhere: same chunk ids, so CompareNodes sees no content change.
+  Write("g", content);
+  absl::StatusOr<v1::NodeState> copy = SnapshotNode(root_fd_, "g", hasher, sink);
+  ASSERT_TRUE(copy.ok());
+  copy->set_path("f");
+  copy->set_mtime_ns(state->mtime_ns());
+  copy->clear_xattrs();
+  auto diff = CompareNodes(*state, *copy);
+  ASSERT_EQ(diff.size(), 1u);
+  EXPECT_NE(diff[0].find("xattrs"), std::string::npos);
+}
+
+TEST_F(TempTree, SnapshotRefusesAnotherInodeAndReportsMissing) {
+  Write("f", "abc");
+  chunker::ChunkIdHasher hasher("s");
+  auto sink = [](const chunker::ChunkId&, std::span<const uint8_t>) { return absl::OkStatus(); };
+  ContentSnapshotOptions options;
+  options.expected_inode = 1;  // never a regular file's inode
+  EXPECT_TRUE(absl::IsFailedPrecondition(SnapshotNode(root_fd_, "f", hasher, sink, options).status()));
+  EXPECT_TRUE(absl::IsNotFound(SnapshotNode(root_fd_, "nope", hasher, sink).status()));
+}
+
+TEST_F(TempTree, HardLinksShareALinkGroup) {
+  Write("f", "abc");
+  ASSERT_EQ(link((dir_ + "/f").c_str(), (dir_ + "/g").c_str()), 0);
+  auto f = StatNode(root_fd_, "f");
+  auto g = StatNode(root_fd_, "g");
+  ASSERT_TRUE(f.ok() && g.ok());
+  EXPECT_NE(f->link_group(), 0u);
+  EXPECT_EQ(f->link_group(), g->link_group());
+}
+
+}  // namespace
+}  // namespace replifs::client

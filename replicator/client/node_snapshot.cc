@@ -1,0 +1,209 @@
+#include "replicator/client/node_snapshot.h"
+
+#include <fcntl.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
+namespace replifs::client {
+namespace {
+
+constexpr size_t kReadBlock = 4 << 20;
+
+absl::Status ErrnoStatus(int err, absl::string_view what, absl::string_view path) {
+  std::string message = absl::StrCat(what, " '", path, "': ", strerror(err));
+  if (err == ENOENT || err == ENOTDIR) return absl::NotFoundError(message);
+  return absl::InternalError(message);
+}
+
+// Extended attributes are read by path through the root fd's /proc link:
+// O_PATH fds refuse f*xattr calls, and l*xattr must not follow a symlink.
+std::string ProcPath(int root_fd, const std::string& path) {
+  std::string proc = absl::StrCat("/proc/self/fd/", root_fd);
+  if (!path.empty()) absl::StrAppend(&proc, "/", path);
+  return proc;
+}
+
+absl::Status ReadXattrs(int root_fd, const std::string& path, v1::NodeState* state) {
+  const std::string proc = ProcPath(root_fd, path);
+  // The root is the /proc magic link itself: it must be followed.
+  auto list = [&](char* buf, size_t size) {
+    return path.empty() ? listxattr(proc.c_str(), buf, size) : llistxattr(proc.c_str(), buf, size);
+  };
+  auto get = [&](const char* name, void* buf, size_t size) {
+    return path.empty() ? getxattr(proc.c_str(), name, buf, size)
+                        : lgetxattr(proc.c_str(), name, buf, size);
+  };
+  std::vector<char> names;
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    ssize_t size = list(nullptr, 0);
+    if (size < 0) {
+      if (errno == ENOTSUP) return absl::OkStatus();
+      return ErrnoStatus(errno, "listxattr", path);
+    }
+    names.resize(size);
+    size = list(names.data(), names.size());
+    if (size >= 0) {
+      names.resize(size);
+      break;
+    }
+    if (errno != ERANGE) return ErrnoStatus(errno, "listxattr", path);
+  }
+  std::vector<std::string> sorted;
+  for (size_t pos = 0; pos < names.size();) {
+    std::string name(&names[pos]);
+    pos += name.size() + 1;
+    if (!name.empty()) sorted.push_back(std::move(name));
+  }
+  std::sort(sorted.begin(), sorted.end());
+  for (const std::string& name : sorted) {
+    ssize_t size = get(name.c_str(), nullptr, 0);
+    if (size < 0) continue;  // removed meanwhile
+    std::string value(size, '\0');
+    size = get(name.c_str(), value.data(), value.size());
+    if (size < 0) continue;
+    value.resize(size);
+    v1::Xattr* xattr = state->add_xattrs();
+    xattr->set_name(name);
+    xattr->set_value(std::move(value));
+  }
+  return absl::OkStatus();
+}
+
+bool SameGeneration(const struct stat& a, const struct stat& b) {
+  return a.st_ino == b.st_ino && a.st_size == b.st_size && a.st_mtim.tv_sec == b.st_mtim.tv_sec &&
+         a.st_mtim.tv_nsec == b.st_mtim.tv_nsec && a.st_ctim.tv_sec == b.st_ctim.tv_sec &&
+         a.st_ctim.tv_nsec == b.st_ctim.tv_nsec;
+}
+
+void FillAttributes(const struct stat& st, v1::NodeState* state) {
+  state->set_type(NodeTypeOf(st.st_mode));
+  state->set_mode(st.st_mode & 07777);
+  state->set_uid(st.st_uid);
+  state->set_gid(st.st_gid);
+  state->set_size(S_ISREG(st.st_mode) || S_ISLNK(st.st_mode) ? st.st_size : 0);
+  state->set_mtime_ns(static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec);
+  state->set_rdev(S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? st.st_rdev : 0);
+  state->set_link_group(LinkGroupOf(st));
+}
+
+// Reads the whole file once, cutting chunks; `chunks` receives the list.
+absl::Status ChunkOpenFile(int fd, const std::string& path, const chunker::ChunkIdHasher& hasher,
+                           const ChunkSink& sink, v1::NodeState* state) {
+  const chunker::ChunkerParams params;
+  std::vector<uint8_t> buffer(kReadBlock + params.max_size);
+  size_t filled = 0;
+  bool eof = false;
+  while (true) {
+    while (!eof && filled < params.max_size) {
+      ssize_t n = read(fd, buffer.data() + filled, buffer.size() - filled);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return ErrnoStatus(errno, "read", path);
+      }
+      if (n == 0) eof = true;
+      filled += n;
+    }
+    if (filled == 0) break;
+    size_t start = 0;
+    // Cut while a full max-size window remains (or the rest is the tail).
+    while (start < filled && (eof || filled - start >= params.max_size)) {
+      std::span<const uint8_t> window(buffer.data() + start, filled - start);
+      size_t length = chunker::NextChunkLength(window, params, eof);
+      std::span<const uint8_t> chunk = window.first(length);
+      chunker::ChunkId id = hasher.Hash(chunk);
+      v1::ChunkRef* ref = state->add_chunks();
+      ref->set_id(id.ToBytes());
+      ref->set_length(static_cast<uint32_t>(length));
+      if (absl::Status status = sink(id, chunk); !status.ok()) return status;
+      start += length;
+    }
+    std::memmove(buffer.data(), buffer.data() + start, filled - start);
+    filled -= start;
+    if (eof && filled == 0) break;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+uint64_t LinkGroupOf(const struct stat& st) {
+  if (!S_ISREG(st.st_mode) || st.st_nlink < 2) return 0;
+  // st_ino names the inode within the device; mixing in st_dev keeps groups
+  // of different filesystems apart. Never 0.
+  return (static_cast<uint64_t>(st.st_ino) ^ (static_cast<uint64_t>(st.st_dev) << 48)) | 1ull << 63;
+}
+
+v1::NodeState::Type NodeTypeOf(mode_t mode) {
+  switch (mode & S_IFMT) {
+    case S_IFREG: return v1::NodeState::REGULAR;
+    case S_IFDIR: return v1::NodeState::DIRECTORY;
+    case S_IFLNK: return v1::NodeState::SYMLINK;
+    case S_IFIFO: return v1::NodeState::FIFO;
+    case S_IFCHR: return v1::NodeState::CHAR_DEVICE;
+    case S_IFBLK: return v1::NodeState::BLOCK_DEVICE;
+    case S_IFSOCK: return v1::NodeState::SOCKET;
+    default: return v1::NodeState::TYPE_UNSPECIFIED;
+  }
+}
+
+absl::StatusOr<v1::NodeState> StatNode(int root_fd, const std::string& path, struct stat* st_out) {
+  struct stat st;
+  int rc = path.empty() ? fstatat(root_fd, "", &st, AT_EMPTY_PATH)
+                        : fstatat(root_fd, path.c_str(), &st, AT_SYMLINK_NOFOLLOW);
+  if (rc != 0) return ErrnoStatus(errno, "stat", path);
+  v1::NodeState state;
+  state.set_path(path);
+  FillAttributes(st, &state);
+  if (S_ISLNK(st.st_mode)) {
+    std::string target(st.st_size + 1, '\0');
+    ssize_t n = readlinkat(root_fd, path.c_str(), target.data(), target.size());
+    if (n < 0) return ErrnoStatus(errno, "readlink", path);
+    target.resize(n);
+    state.set_size(n);
+    state.set_symlink_target(std::move(target));
+  }
+  if (absl::Status status = ReadXattrs(root_fd, path, &state); !status.ok()) return status;
+  if (st_out != nullptr) *st_out = st;
+  return state;
+}
+
+absl::StatusOr<v1::NodeState> SnapshotNode(int root_fd, const std::string& path,
+                                           const chunker::ChunkIdHasher& hasher,
+                                           const ChunkSink& sink,
+                                           const ContentSnapshotOptions& options) {
+  for (int attempt = 0; attempt < std::max(1, options.attempts); ++attempt) {
+    struct stat before;
+    absl::StatusOr<v1::NodeState> state = StatNode(root_fd, path, &before);
+    if (!state.ok()) return state.status();
+    if (options.expected_inode != 0 && before.st_ino != options.expected_inode) {
+      return absl::FailedPreconditionError(absl::StrCat("'", path, "' names another inode now"));
+    }
+    if (!S_ISREG(before.st_mode)) return state;
+
+    // O_NONBLOCK: if the path turned into a fifo meanwhile, open must not hang.
+    int fd = openat(root_fd, path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return ErrnoStatus(errno, "open", path);
+    struct stat opened;
+    if (fstat(fd, &opened) != 0 || !SameGeneration(before, opened)) {
+      close(fd);
+      continue;
+    }
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    absl::Status status = ChunkOpenFile(fd, path, hasher, sink, &*state);
+    struct stat after;
+    bool unchanged = fstat(fd, &after) == 0 && SameGeneration(before, after);
+    close(fd);
+    if (!status.ok()) return status;
+    if (unchanged) return state;
+  }
+  return absl::AbortedError(absl::StrCat("'", path, "' kept changing while it was read"));
+}
+
+}  // namespace replifs::client

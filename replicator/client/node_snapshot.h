@@ -1,0 +1,49 @@
+// Reads the current state of one path of a tree (the backing directory for
+// backup, or any directory for verify) as a NodeState, cutting a regular
+// file's content into chunks.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "replicator/chunker/chunker.h"
+#include "replifs/v1/backup.pb.h"
+
+namespace replifs::client {
+
+// Receives each chunk of a file as it is read; may keep a copy of the data.
+using ChunkSink =
+    std::function<absl::Status(const chunker::ChunkId& id, std::span<const uint8_t> data)>;
+
+// Non-zero only for a regular file with several hard links: names the inode.
+uint64_t LinkGroupOf(const struct stat& st);
+
+v1::NodeState::Type NodeTypeOf(mode_t mode);
+
+// Type, mode, owner, size, mtime, rdev, symlink target and xattrs of `path`
+// (relative to root_fd; "" is the root), not following a final symlink. No
+// content. NotFoundError if the path does not exist.
+absl::StatusOr<v1::NodeState> StatNode(int root_fd, const std::string& path,
+                                       struct stat* st_out = nullptr);
+
+struct ContentSnapshotOptions {
+  uint64_t expected_inode = 0;  // non-zero: FailedPrecondition if the path names another inode
+  int attempts = 3;             // reads retried while the file changes under us
+};
+
+// StatNode plus, for a regular file, its chunk list; every chunk goes to
+// `sink`. A version is only returned if the file did not change while it was
+// read (size, mtime, ctime compared before and after); after `attempts` torn
+// reads: AbortedError.
+absl::StatusOr<v1::NodeState> SnapshotNode(int root_fd, const std::string& path,
+                                           const chunker::ChunkIdHasher& hasher,
+                                           const ChunkSink& sink,
+                                           const ContentSnapshotOptions& options = {});
+
+}  // namespace replifs::client

@@ -1,0 +1,167 @@
+#include "replicator/scheduler/pending_changes.h"
+
+#include "gtest/gtest.h"
+#include "replicator/scheduler/test_events.h"
+
+namespace replifs::scheduler {
+namespace {
+
+using replifs::v1::BackupCommand;
+using namespace replifs::scheduler::testing;  // NOLINT: event builders
+
+class PendingChangesTest : public ::testing::Test {
+ protected:
+  PendingChangesTest() {
+    policy_.quiet_interval = absl::Seconds(1);
+    policy_.max_delay = absl::Seconds(10);
+  }
+  // Everything, ready or not (a flush covering all seqs).
+  Batch TakeAll() { return pending_.TakeBatch(now_, policy_, UINT64_MAX); }
+
+  SchedulerPolicy policy_;
+  PendingChanges pending_{0};
+  absl::Time now_ = absl::FromUnixSeconds(1000);
+};
+
+std::vector<uint64_t> Seqs(const BackupCommand& command) {
+  return {command.seqs().begin(), command.seqs().end()};
+}
+
+TEST_F(PendingChangesTest, RenameExchangeSwapsPaths) {
+  pending_.Add(Write(1, "a/f", 1, 0, 1), now_);
+  pending_.Add(Write(2, "b/g", 2, 0, 1), now_);
+  pending_.Add(Rename(3, "a", "b", /*RENAME_EXCHANGE*/ 2), now_);
+  const Batch batch = TakeAll();
+  ASSERT_EQ(batch.commands.size(), 3u);
+  EXPECT_EQ(batch.commands[0].kind(), BackupCommand::NAMESPACE);
+  EXPECT_EQ(batch.commands[1].path(), "b/f");
+  EXPECT_EQ(batch.commands[2].path(), "a/g");
+}
+
+TEST_F(PendingChangesTest, UnlinkOfLastLinkDropsDataAndCoversItsSeqs) {
+  pending_.Add(Write(1, "f", 5, 0, 100), now_);
+  pending_.Add(Event(2, ChangeEvent::SETATTR, "g", 6), now_);
+  pending_.Add(Event(3, ChangeEvent::UNLINK, "f", 5), now_);  // nlink 0
+  const Batch batch = TakeAll();
+  ASSERT_EQ(batch.commands.size(), 2u);
+  EXPECT_EQ(batch.commands[0].event().op(), ChangeEvent::UNLINK);
+  EXPECT_EQ(Seqs(batch.commands[0]), (std::vector<uint64_t>{1, 3}));
+  EXPECT_EQ(batch.commands[1].kind(), BackupCommand::ATTRIBUTES);
+  EXPECT_EQ(batch.commands[1].path(), "g");
+}
+
+TEST_F(PendingChangesTest, UnlinkWithOtherLinksKeepsData) {
+  pending_.Add(Write(1, "f", 5, 0, 100), now_);
+  ChangeEvent unlink = Event(2, ChangeEvent::UNLINK, "f", 5);
+  unlink.mutable_attributes()->set_nlink(1);
+  pending_.Add(unlink, now_);
+  EXPECT_EQ(TakeAll().commands.size(), 2u);
+}
+
+TEST_F(PendingChangesTest, RmdirDropsFilesBelow) {
+  pending_.Add(Write(1, "d/x/f", 5, 0, 1), now_);
+  pending_.Add(Write(2, "dd/f", 6, 0, 1), now_);
+  pending_.Add(Event(3, ChangeEvent::RMDIR, "d"), now_);
+  const Batch batch = TakeAll();
+  ASSERT_EQ(batch.commands.size(), 2u);
+  EXPECT_EQ(Seqs(batch.commands[0]), (std::vector<uint64_t>{1, 3}));
+  EXPECT_EQ(batch.commands[1].path(), "dd/f");
+}
+
+TEST_F(PendingChangesTest, RenameOverATargetDropsTheReplacedFile) {
+  pending_.Add(Write(1, "new", 7, 0, 10), now_);   // the file about to be replaced
+  pending_.Add(Write(2, "tmp", 8, 0, 10), now_);   // write-new-then-rename
+  pending_.Add(Rename(3, "tmp", "new", 0, 8), now_);
+  const Batch batch = TakeAll();
+  ASSERT_EQ(batch.commands.size(), 2u);
+  EXPECT_EQ(Seqs(batch.commands[0]), (std::vector<uint64_t>{1, 3}));
+  EXPECT_EQ(batch.commands[1].path(), "new");
+  EXPECT_EQ(batch.commands[1].inode(), 8u);
+}
+
+TEST_F(PendingChangesTest, PathKeyedFilesFollowRenames) {
+  pending_.Add(Write(1, "a", 0, 0, 10), now_);
+  pending_.Add(Rename(2, "a", "b"), now_);
+  pending_.Add(Write(3, "b", 0, 10, 10), now_);  // same file, new name
+  const Batch batch = TakeAll();
+  ASSERT_EQ(batch.commands.size(), 2u);
+  EXPECT_EQ(batch.commands[1].path(), "b");
+  EXPECT_EQ(Seqs(batch.commands[1]), (std::vector<uint64_t>{1, 3}));
+  ASSERT_EQ(batch.commands[1].dirty_size(), 1);
+  EXPECT_EQ(batch.commands[1].dirty(0).length(), 20u);
+}
+
+TEST_F(PendingChangesTest, TruncateClipsRangesAndKeepsSmallestSize) {
+  pending_.Add(Write(1, "f", 1, 0, 100), now_);
+  ChangeEvent cut = Event(2, ChangeEvent::TRUNCATE, "f", 1);
+  cut.set_new_size(50);
+  pending_.Add(cut, now_);
+  cut.set_seq(3);
+  cut.set_new_size(80);
+  pending_.Add(cut, now_);
+  const Batch batch = TakeAll();
+  ASSERT_EQ(batch.commands.size(), 1u);
+  const BackupCommand& command = batch.commands[0];
+  EXPECT_EQ(command.kind(), BackupCommand::CONTENT);
+  EXPECT_TRUE(command.was_truncated());
+  EXPECT_EQ(command.truncated_to(), 50u);
+  ASSERT_EQ(command.dirty_size(), 1);
+  EXPECT_EQ(command.dirty(0).length(), 50u);
+  EXPECT_EQ(command.time_ns(), 3000);
+}
+
+TEST_F(PendingChangesTest, FailKeepsOrderAndMergesNewerChanges) {
+  pending_.Add(Event(1, ChangeEvent::MKDIR, "d"), now_);
+  pending_.Add(Write(2, "d/f", 9, 0, 10), now_);
+  pending_.Add(Event(3, ChangeEvent::CREATE, "d/g"), now_);
+  Batch batch = TakeAll();
+  ASSERT_EQ(batch.commands.size(), 3u);
+  pending_.Add(Write(4, "d/f", 9, 10, 10), now_);  // while in flight
+  pending_.Add(Event(5, ChangeEvent::CREATE, "d/h"), now_);
+  EXPECT_EQ(pending_.acked_seq(), 0u);
+  pending_.Fail(std::move(batch));
+  EXPECT_EQ(pending_.acked_seq(), 0u);
+  batch = TakeAll();
+  ASSERT_EQ(batch.commands.size(), 4u);
+  EXPECT_EQ(batch.commands[0].path(), "d");
+  EXPECT_EQ(batch.commands[1].path(), "d/g");
+  EXPECT_EQ(batch.commands[2].path(), "d/h");
+  EXPECT_EQ(Seqs(batch.commands[3]), (std::vector<uint64_t>{2, 4}));
+  EXPECT_EQ(batch.commands[3].dirty(0).length(), 20u);
+  pending_.Complete(std::move(batch), {}, now_, policy_);
+  EXPECT_EQ(pending_.acked_seq(), 5u);
+  EXPECT_EQ(pending_.outstanding(), 0u);
+}
+
+TEST_F(PendingChangesTest, MaxBatchHoldsFilesBackUntilNamespaceDrained) {
+  policy_.max_batch = 2;
+  pending_.Add(Write(1, "f", 9, 0, 10), now_);
+  for (uint64_t seq = 2; seq <= 4; ++seq) pending_.Add(Event(seq, ChangeEvent::MKDIR, "d"), now_);
+  Batch first = TakeAll();
+  EXPECT_EQ(first.commands.size(), 2u);
+  EXPECT_EQ(first.namespace_count, 2u);
+  pending_.Complete(std::move(first), {}, now_, policy_);
+  Batch second = TakeAll();
+  ASSERT_EQ(second.commands.size(), 2u);
+  EXPECT_EQ(second.commands[1].kind(), BackupCommand::CONTENT);
+}
+
+TEST_F(PendingChangesTest, StaleIsGivenUpAfterManyRoundTrips) {
+  pending_.Add(Write(1, "f", 9, 0, 10), now_);
+  for (int trip = 0; trip <= kMaxStaleRoundTrips; ++trip) {
+    now_ += absl::Seconds(2);  // past not_before
+    Batch batch = TakeAll();
+    ASSERT_EQ(batch.commands.size(), 1u) << trip;
+    EXPECT_FALSE(pending_.TakeBatch(now_, policy_, UINT64_MAX).commands.size() > 0);
+    pending_.Complete(std::move(batch), {0}, now_, policy_);
+    if (trip < kMaxStaleRoundTrips) {
+      EXPECT_EQ(pending_.acked_seq(), 0u);
+      EXPECT_TRUE(TakeAll().empty()) << "not before quiet_interval";
+    }
+  }
+  EXPECT_EQ(pending_.dropped_stale(), 1u);
+  EXPECT_EQ(pending_.acked_seq(), 1u);
+}
+
+}  // namespace
+}  // namespace replifs::scheduler

@@ -1,0 +1,74 @@
+#include "replicator/server/backup_server.h"
+
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
+
+#include <chrono>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "replicator/server/status_macros.h"
+
+namespace replifs::server {
+namespace {
+
+constexpr auto kShutdownGrace = std::chrono::seconds(5);
+
+struct HostPort {
+  std::string host;
+  int port = 0;
+};
+
+absl::StatusOr<HostPort> ParseListenAddress(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos || colon == 0 ||
+      !absl::SimpleAtoi(address.substr(colon + 1), &port) || port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("listen address \"", address, "\" is not HOST:PORT"));
+  }
+  return HostPort{address.substr(0, colon), port};
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<BackupServer>> BackupServer::Start(const ServerOptions& options) {
+  REPLIFS_ASSIGN_OR_RETURN(const HostPort listen, ParseListenAddress(options.listen_address));
+  std::unique_ptr<BackupServer> server(new BackupServer());
+  REPLIFS_ASSIGN_OR_RETURN(server->store_, StoreDirectory::Open(options.store_dir));
+  REPLIFS_ASSIGN_OR_RETURN(server->catalog_, SqliteCatalog::Open(server->store_->catalog_path()));
+  REPLIFS_ASSIGN_OR_RETURN(server->chunks_, FileChunkStore::Open(server->store_->repos_path()));
+  server->service_ = std::make_unique<BackupService>(server->catalog_.get(),
+                                                     server->chunks_.get(), options.service);
+
+  grpc::ServerBuilder builder;
+  int selected_port = 0;
+  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(),
+                           &selected_port);
+  builder.RegisterService(server->service_.get());
+  builder.SetMaxReceiveMessageSize(kMaxReceiveMessageSize);
+  // Without this a second server could bind the same port silently.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || selected_port == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen_address));
+  }
+  server->port_ = selected_port;
+  server->address_ = absl::StrCat(listen.host, ":", selected_port);
+  return server;
+}
+
+BackupServer::~BackupServer() {
+  Shutdown();
+  Wait();
+}
+
+void BackupServer::Shutdown() {
+  if (server_ != nullptr) server_->Shutdown(std::chrono::system_clock::now() + kShutdownGrace);
+}
+
+void BackupServer::Wait() {
+  if (server_ != nullptr) server_->Wait();
+}
+
+}  // namespace replifs::server

@@ -1,0 +1,54 @@
+// A running replifs-server: store directory (locked), catalog, chunk store
+// and the gRPC server around BackupService. The binary is a thin wrapper;
+// tests and other parts start one in-process the same way.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <grpcpp/server.h>
+
+#include "absl/status/statusor.h"
+#include "replicator/server/backup_service.h"
+#include "replicator/server/file_chunk_store.h"
+#include "replicator/server/sqlite_catalog.h"
+#include "replicator/server/store_directory.h"
+
+namespace replifs::server {
+
+inline constexpr int kMaxReceiveMessageSize = 64 << 20;
+
+struct ServerOptions {
+  std::string listen_address = "127.0.0.1:7433";  // HOST:PORT; port 0 picks one
+  std::string store_dir = "/var/lib/replifs-server";
+  BackupServiceOptions service;
+};
+
+class BackupServer {
+ public:
+  // Opens (locks) the store and starts serving.
+  static absl::StatusOr<std::unique_ptr<BackupServer>> Start(const ServerOptions& options);
+  ~BackupServer();
+
+  // The address actually bound, e.g. "127.0.0.1:41023".
+  const std::string& address() const { return address_; }
+  int port() const { return port_; }
+
+  // Stops accepting calls and waits (bounded) for running ones. Idempotent.
+  void Shutdown();
+  // Blocks until Shutdown() has completed.
+  void Wait();
+
+ private:
+  BackupServer() = default;
+
+  std::unique_ptr<StoreDirectory> store_;
+  std::unique_ptr<SqliteCatalog> catalog_;
+  std::unique_ptr<FileChunkStore> chunks_;
+  std::unique_ptr<BackupService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string address_;
+  int port_ = 0;
+};
+
+}  // namespace replifs::server

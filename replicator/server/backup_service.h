@@ -1,0 +1,55 @@
+// The replifs.v1.Backup gRPC service: validates requests, checks chunk ids,
+// and drives the ChunkStore and Catalog in the order FORMAT.md requires.
+#pragma once
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "replicator/server/catalog.h"
+#include "replicator/server/chunk_store.h"
+#include "replifs/v1/backup.grpc.pb.h"
+
+namespace replifs::server {
+
+struct BackupServiceOptions {
+  uint32_t max_chunk_size = 4 << 20;  // announced in Hello, enforced on upload
+};
+
+class BackupService final : public v1::Backup::Service {
+ public:
+  // `catalog` and `chunks` must outlive the service.
+  BackupService(Catalog* catalog, ChunkStore* chunks, BackupServiceOptions options = {})
+      : catalog_(catalog), chunks_(chunks), options_(options) {}
+
+  grpc::Status Hello(grpc::ServerContext* context, const v1::HelloRequest* request,
+                     v1::HelloReply* reply) override;
+  grpc::Status MissingChunks(grpc::ServerContext* context, const v1::MissingChunksRequest* request,
+                             v1::MissingChunksReply* reply) override;
+  grpc::Status UploadChunks(grpc::ServerContext* context,
+                            grpc::ServerReader<v1::ChunkUpload>* reader,
+                            v1::UploadReply* reply) override;
+  grpc::Status Apply(grpc::ServerContext* context, const v1::ApplyRequest* request,
+                     v1::ApplyReply* reply) override;
+  grpc::Status List(grpc::ServerContext* context, const v1::ListRequest* request,
+                    grpc::ServerWriter<v1::NodeState>* writer) override;
+  grpc::Status ReadChunks(grpc::ServerContext* context, const v1::ReadChunksRequest* request,
+                          grpc::ServerWriter<v1::ChunkData>* writer) override;
+
+ private:
+  absl::StatusOr<Repo> FindRepo(std::string_view name);
+
+  absl::Status DoHello(const v1::HelloRequest& request, v1::HelloReply* reply);
+  absl::Status DoMissingChunks(const v1::MissingChunksRequest& request,
+                               v1::MissingChunksReply* reply);
+  absl::Status DoUploadChunks(grpc::ServerReader<v1::ChunkUpload>* reader, v1::UploadReply* reply);
+  absl::Status DoApply(const v1::ApplyRequest& request, v1::ApplyReply* reply);
+  absl::Status DoList(const v1::ListRequest& request, grpc::ServerWriter<v1::NodeState>* writer);
+  absl::Status DoReadChunks(const v1::ReadChunksRequest& request,
+                            grpc::ServerWriter<v1::ChunkData>* writer);
+
+  Catalog* const catalog_;
+  ChunkStore* const chunks_;
+  const BackupServiceOptions options_;
+};
+
+}  // namespace replifs::server

@@ -1,0 +1,90 @@
+// replifs-server [--listen HOST:PORT] [--store DIR]
+#include <signal.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "replicator/server/backup_server.h"
+
+namespace {
+
+constexpr int kUsageExit = 2;
+
+constexpr char kUsage[] =
+    "usage: replifs-server [--listen HOST:PORT] [--store DIR]\n"
+    "  --listen  address to serve on (default 127.0.0.1:7433; port 0 picks a free one)\n"
+    "  --store   store directory (default /var/lib/replifs-server)\n";
+
+[[noreturn]] void Fail(std::string_view message) {
+  std::cerr << "replifs-server: " << message << "\n";
+  std::exit(kUsageExit);
+}
+
+replifs::server::ServerOptions ParseFlags(int argc, char** argv) {
+  replifs::server::ServerOptions options;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::cout << kUsage;
+      std::exit(0);
+    }
+    std::string* target = nullptr;
+    std::string_view name = arg;
+    std::string_view value;
+    bool has_value = false;
+    if (const size_t eq = arg.find('='); eq != std::string_view::npos) {
+      name = arg.substr(0, eq);
+      value = arg.substr(eq + 1);
+      has_value = true;
+    }
+    if (name == "--listen") {
+      target = &options.listen_address;
+    } else if (name == "--store") {
+      target = &options.store_dir;
+    } else {
+      Fail(std::string("unknown argument ") + std::string(arg) + " (try --help)");
+    }
+    if (!has_value) {
+      if (i + 1 >= argc) Fail(std::string(name) + " needs a value");
+      value = argv[++i];
+    }
+    if (value.empty()) Fail(std::string(name) + " must not be empty");
+    *target = std::string(value);
+  }
+  return options;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const replifs::server::ServerOptions options = ParseFlags(argc, argv);
+
+  // Block the shutdown signals before any thread starts, so only the waiter
+  // below receives them.
+  sigset_t shutdown_signals;
+  sigemptyset(&shutdown_signals);
+  sigaddset(&shutdown_signals, SIGTERM);
+  sigaddset(&shutdown_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &shutdown_signals, nullptr);
+  // An inherited SIG_IGN (background jobs ignore SIGINT) would discard the
+  // signal before sigwait could see it.
+  signal(SIGTERM, SIG_DFL);
+  signal(SIGINT, SIG_DFL);
+
+  auto server = replifs::server::BackupServer::Start(options);
+  if (!server.ok()) Fail(std::string(server.status().message()));
+  std::cout << "replifs-server listening on " << (*server)->address() << std::endl;
+
+  std::thread signal_waiter([&shutdown_signals, &server] {
+    int signal = 0;
+    sigwait(&shutdown_signals, &signal);
+    (*server)->Shutdown();
+  });
+  (*server)->Wait();
+  signal_waiter.join();
+  return 0;
+}
