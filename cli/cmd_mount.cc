@@ -1,6 +1,8 @@
 // `replifs mount DIR`: checks, then a daemon that mounts and protects DIR.
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,6 +17,7 @@
 #include "cli/commands.h"
 #include "cli/daemon.h"
 #include "cli/mount_table.h"
+#include "cli/protection_config.h"
 #include "replicator/client/path_rules.h"
 
 namespace replifs::cli {
@@ -43,6 +46,27 @@ std::vector<std::string> KnownServerStores(const std::string& dir) {
     if (access((ancestor + "/" + kStoreMarker).c_str(), F_OK) == 0) stores.push_back(ancestor);
   }
   return stores;
+}
+
+// A replifs mount whose daemon died (kill -9, crash) answers every access
+// with ENOTCONN. Its journal survived; detach the dead mount so DIR can be
+// protected again and the journal replayed.
+bool DetachIfDaemonDead(const MountEntry& mount) {
+  std::string text;
+  std::getline(std::ifstream(DaemonPidPath(mount.source)), text);
+  int pid = 0;
+  bool alive = absl::SimpleAtoi(text, &pid) && pid > 0 && kill(pid, 0) == 0;
+  struct stat st;
+  bool connected = stat(mount.mountpoint.c_str(), &st) == 0 || errno != ENOTCONN;
+  if (alive && connected) return false;
+  if (umount2(mount.mountpoint.c_str(), MNT_DETACH) != 0) return false;
+  std::cerr << "replifs: detached the stale mount of " << mount.mountpoint
+            << " (its daemon is gone); its journal will be replayed" << std::endl;
+  return true;
+}
+
+void DetachDeadMounts() {
+  for (const MountEntry& mount : ReplifsMounts()) DetachIfDaemonDead(mount);
 }
 
 absl::Status CheckPlacement(const ProtectionConfig& config) {
@@ -123,6 +147,7 @@ int MountCommand(const std::vector<std::string>& argv) {
 
   absl::StatusOr<std::string> dir = AbsolutePath(args->positional[0]);
   if (!dir.ok()) return Fail(std::string(dir.status().message()));
+  if (geteuid() == 0) DetachDeadMounts();
   if (absl::Status status = CheckPrerequisites(*dir); !status.ok()) return Fail(std::string(status.message()));
 
   ProtectionConfig config;

@@ -1,5 +1,6 @@
 // `replifs umount DIR [--lazy]`: send what can be sent, then unmount.
 #include <dirent.h>
+#include <signal.h>
 #include <sys/mount.h>
 #include <unistd.h>
 

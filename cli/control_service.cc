@@ -49,7 +49,9 @@ grpc::Status ControlService::Status(grpc::ServerContext*, const v1::StatusReques
   reply->set_last_acked_seq(scheduler.acked_seq);
   reply->set_last_acked_time_ns(scheduler.last_ack_time_ns);
   reply->set_server_reachable(client.reachable);
-  reply->set_server_error(client.last_error.empty() ? scheduler.last_error : client.last_error);
+  reply->set_server_error(!client.last_error.empty()       ? client.last_error
+                          : scheduler.last_batch_failed ? scheduler.last_error
+                                                        : "");
   reply->set_initial_sync_done(parts_.reconcile->done);
   reply->set_initial_sync_scanned(parts_.reconcile->scanned);
   reply->set_initial_sync_queued(parts_.reconcile->queued);

@@ -25,13 +25,12 @@ timespec TimeArg(int valid, int set_bit, int now_bit, const timespec& value) {
 // Applies the changes in `valid` in the order chmod, chown, truncate, times
 // (the kernel's own order), stopping at the first failure. Sets *changed and
 // *truncated for what succeeded. Returns 0 or an errno.
-int ApplySetattr(const Inode& inode, FileHandle* handle, const struct stat& attr,
-                 int valid, bool* changed, bool* truncated) {
+int ApplySetattr(const Inode& inode, FileHandle* handle, const struct stat& attr, int valid,
+                 bool* changed, bool* truncated) {
   const int ifd = inode.fd.load();
   const std::string proc = ProcPath(ifd);
   if (valid & FUSE_SET_ATTR_MODE) {
-    int res = handle ? fchmod(handle->fd(), attr.st_mode)
-                     : chmod(proc.c_str(), attr.st_mode);
+    int res = handle ? fchmod(handle->fd(), attr.st_mode) : chmod(proc.c_str(), attr.st_mode);
     if (res != 0) return errno;
     *changed = true;
   }
@@ -44,19 +43,15 @@ int ApplySetattr(const Inode& inode, FileHandle* handle, const struct stat& attr
     *changed = true;
   }
   if (valid & FUSE_SET_ATTR_SIZE) {
-    int res = handle ? ftruncate(handle->fd(), attr.st_size)
-                     : truncate(proc.c_str(), attr.st_size);
+    int res = handle ? ftruncate(handle->fd(), attr.st_size) : truncate(proc.c_str(), attr.st_size);
     if (res != 0) return errno;
     *truncated = true;
   }
   if (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
     const timespec times[2] = {
-        TimeArg(valid, FUSE_SET_ATTR_ATIME, FUSE_SET_ATTR_ATIME_NOW,
-                attr.st_atim),
-        TimeArg(valid, FUSE_SET_ATTR_MTIME, FUSE_SET_ATTR_MTIME_NOW,
-                attr.st_mtim)};
-    int res = handle ? futimens(handle->fd(), times)
-                     : utimensat(ifd, "", times, AT_EMPTY_PATH);
+        TimeArg(valid, FUSE_SET_ATTR_ATIME, FUSE_SET_ATTR_ATIME_NOW, attr.st_atim),
+        TimeArg(valid, FUSE_SET_ATTR_MTIME, FUSE_SET_ATTR_MTIME_NOW, attr.st_mtim)};
+    int res = handle ? futimens(handle->fd(), times) : utimensat(ifd, "", times, AT_EMPTY_PATH);
     if (res != 0) return errno;
     *changed = true;
   }
@@ -67,8 +62,7 @@ int ApplySetattr(const Inode& inode, FileHandle* handle, const struct stat& attr
 
 void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   struct stat st;
-  int res = fstatat(InodeOf(req, ino).fd.load(), "", &st,
-                    AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+  int res = fstatat(InodeOf(req, ino).fd.load(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
   if (res != 0) {
     fuse_reply_err(req, errno);
     return;
@@ -76,8 +70,7 @@ void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   fuse_reply_attr(req, &st, StateOf(req).attr_timeout);
 }
 
-void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid,
-               fuse_file_info* fi) {
+void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, fuse_file_info* fi) {
   FsState& fs = StateOf(req);
   Inode& inode = fs.inodes.Get(ino);
   FileHandle* handle = fi != nullptr ? &FileHandle::Of(fi) : nullptr;
@@ -87,12 +80,10 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid,
   // Report what did change, even when a later step failed.
   const int ifd = inode.fd.load();
   if (truncated) {
-    fs.events.ReportObject(ChangeEvent::TRUNCATE, ifd, ifd,
-                           [&](ChangeEvent& e) {
-                             e.set_new_size(attr->st_size);
-                           });
+    ReportInode(fs, ChangeEvent::TRUNCATE, inode, ifd,
+                [&](ChangeEvent& e) { e.set_new_size(attr->st_size); });
   }
-  if (changed) fs.events.ReportObject(ChangeEvent::SETATTR, ifd, ifd);
+  if (changed) ReportInode(fs, ChangeEvent::SETATTR, inode, ifd);
   if (err != 0) {
     fuse_reply_err(req, err);
     return;
@@ -116,67 +107,79 @@ void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
 }
 
 void OpStatfs(fuse_req_t req, fuse_ino_t ino) {
+  FsState& fs = StateOf(req);
   struct statvfs sv;
-  if (fstatvfs(InodeOf(req, ino).fd.load(), &sv) != 0) {
+  if (fstatvfs(fs.inodes.Get(ino).fd.load(), &sv) != 0) {
     fuse_reply_err(req, errno);
-    return;
+  } else {
+    fuse_reply_statfs(req, &sv);
   }
-  fuse_reply_statfs(req, &sv);
+  // See FsState::exit_requested: answered first, then the loop ends.
+  if (fs.exit_requested.load()) fuse_session_exit(fs.session);
 }
 
 // xattrs go through /proc/self/fd/N (O_PATH fds refuse f*xattr). Every
 // namespace is passed on as is: user., trusted., security., system.posix_acl_*.
-void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name,
-                const char* value, size_t size, int flags) {
+void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
+                int flags) {
   FsState& fs = StateOf(req);
-  const int ifd = fs.inodes.Get(ino).fd.load();
+  Inode& inode = fs.inodes.Get(ino);
+  const int ifd = inode.fd.load();
   if (setxattr(ProcPath(ifd).c_str(), name, value, size, flags) != 0) {
     fuse_reply_err(req, errno);
     return;
   }
-  fs.events.ReportObject(ChangeEvent::SETXATTR, ifd, ifd,
-                         [&](ChangeEvent& e) { e.set_xattr_name(name); });
+  ReportInode(fs, ChangeEvent::SETXATTR, inode, ifd,
+              [&](ChangeEvent& e) { e.set_xattr_name(name); });
   fuse_reply_err(req, 0);
 }
 
-void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name,
-                size_t size) {
+void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   const std::string proc = ProcPath(InodeOf(req, ino).fd.load());
   if (size == 0) {
     ssize_t n = getxattr(proc.c_str(), name, nullptr, 0);
-    if (n < 0) fuse_reply_err(req, errno);
-    else fuse_reply_xattr(req, n);
+    if (n < 0)
+      fuse_reply_err(req, errno);
+    else
+      fuse_reply_xattr(req, n);
     return;
   }
   auto buf = std::make_unique<char[]>(size);
   ssize_t n = getxattr(proc.c_str(), name, buf.get(), size);
-  if (n < 0) fuse_reply_err(req, errno);
-  else fuse_reply_buf(req, buf.get(), n);
+  if (n < 0)
+    fuse_reply_err(req, errno);
+  else
+    fuse_reply_buf(req, buf.get(), n);
 }
 
 void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   const std::string proc = ProcPath(InodeOf(req, ino).fd.load());
   if (size == 0) {
     ssize_t n = listxattr(proc.c_str(), nullptr, 0);
-    if (n < 0) fuse_reply_err(req, errno);
-    else fuse_reply_xattr(req, n);
+    if (n < 0)
+      fuse_reply_err(req, errno);
+    else
+      fuse_reply_xattr(req, n);
     return;
   }
   auto buf = std::make_unique<char[]>(size);
   ssize_t n = listxattr(proc.c_str(), buf.get(), size);
-  if (n < 0) fuse_reply_err(req, errno);
-  else fuse_reply_buf(req, buf.get(), n);
+  if (n < 0)
+    fuse_reply_err(req, errno);
+  else
+    fuse_reply_buf(req, buf.get(), n);
 }
 
 void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   FsState& fs = StateOf(req);
-  const int ifd = fs.inodes.Get(ino).fd.load();
+  Inode& inode = fs.inodes.Get(ino);
+  const int ifd = inode.fd.load();
   if (removexattr(ProcPath(ifd).c_str(), name) != 0) {
     fuse_reply_err(req, errno);
     return;
   }
-  fs.events.ReportObject(ChangeEvent::REMOVEXATTR, ifd, ifd,
-                         [&](ChangeEvent& e) { e.set_xattr_name(name); });
+  ReportInode(fs, ChangeEvent::REMOVEXATTR, inode, ifd,
+              [&](ChangeEvent& e) { e.set_xattr_name(name); });
   fuse_reply_err(req, 0);
 }
 

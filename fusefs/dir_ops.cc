@@ -16,7 +16,7 @@ namespace {
 // DirHandle needs no lock of its own.
 struct DirHandle {
   DIR* dp = nullptr;
-  off_t offset = 0;           // telldir cookie of `entry`
+  off_t offset = 0;                // telldir cookie of `entry`
   struct dirent* entry = nullptr;  // read but not yet sent (did not fit)
 };
 
@@ -24,12 +24,10 @@ DirHandle& DirOf(const fuse_file_info* fi) {
   return *reinterpret_cast<DirHandle*>(static_cast<std::uintptr_t>(fi->fh));
 }
 
-bool IsDotOrDotDot(const char* name) {
-  return strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
-}
+bool IsDotOrDotDot(const char* name) { return strcmp(name, ".") == 0 || strcmp(name, "..") == 0; }
 
-void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-             fuse_file_info* fi, bool plus) {
+void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi,
+             bool plus) {
   FsState& fs = StateOf(req);
   DirHandle& dir = DirOf(fi);
   auto buf = std::make_unique<char[]>(size);
@@ -100,8 +98,7 @@ void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 }  // namespace
 
 void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  int fd = openat(InodeOf(req, ino).fd.load(), ".",
-                  O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int fd = openat(InodeOf(req, ino).fd.load(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) {
     fuse_reply_err(req, errno);
     return;
@@ -122,13 +119,11 @@ void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   }
 }
 
-void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-               fuse_file_info* fi) {
+void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   ReadDir(req, ino, size, off, fi, /*plus=*/false);
 }
 
-void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                   fuse_file_info* fi) {
+void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   ReadDir(req, ino, size, off, fi, /*plus=*/true);
 }
 
@@ -139,8 +134,7 @@ void OpReleasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   fuse_reply_err(req, 0);
 }
 
-void OpFsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
-                fuse_file_info* fi) {
+void OpFsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
   int fd = dirfd(DirOf(fi).dp);
   int res = datasync ? fdatasync(fd) : fsync(fd);
   if (res != 0) {

@@ -22,8 +22,7 @@ std::int64_t NowNs() {
 
 }  // namespace
 
-EventReporter::EventReporter(int root_fd, std::string root_prefix,
-                             EventSink* sink)
+EventReporter::EventReporter(int root_fd, std::string root_prefix, EventSink* sink)
     : root_fd_(root_fd), root_prefix_(std::move(root_prefix)), sink_(sink) {}
 
 std::optional<std::string> EventReporter::ReadFdPath(int fd) {
@@ -35,15 +34,13 @@ std::optional<std::string> EventReporter::ReadFdPath(int fd) {
   return std::string(buf, n);
 }
 
-std::optional<std::string> EventReporter::Relative(
-    std::string_view absolute) const {
+std::optional<std::string> EventReporter::Relative(std::string_view absolute) const {
   if (root_prefix_ == "/") {
     if (!absolute.starts_with('/')) return std::nullopt;
     return std::string(absolute.substr(1));
   }
   if (absolute == root_prefix_) return std::string();
-  if (absolute.size() > root_prefix_.size() &&
-      absolute.starts_with(root_prefix_) &&
+  if (absolute.size() > root_prefix_.size() && absolute.starts_with(root_prefix_) &&
       absolute[root_prefix_.size()] == '/') {
     return std::string(absolute.substr(root_prefix_.size() + 1));
   }
@@ -67,8 +64,7 @@ std::optional<std::string> EventReporter::PathOf(int fd) const {
   return rel;
 }
 
-std::optional<std::string> EventReporter::PathOfChild(
-    int dir_fd, std::string_view name) const {
+std::optional<std::string> EventReporter::PathOfChild(int dir_fd, std::string_view name) const {
   std::optional<std::string> dir = PathOf(dir_fd);
   if (!dir) return std::nullopt;
   if (dir->empty()) return std::string(name);
@@ -85,15 +81,13 @@ void EventReporter::SetAttributes(const struct stat& st, ChangeEvent* event) {
   a->set_uid(st.st_uid);
   a->set_gid(st.st_gid);
   a->set_size(st.st_size);
-  a->set_mtime_ns(std::int64_t{st.st_mtim.tv_sec} * 1'000'000'000 +
-                  st.st_mtim.tv_nsec);
+  a->set_mtime_ns(std::int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec);
   a->set_rdev(st.st_rdev);
   a->set_inode(st.st_ino);
   a->set_nlink(st.st_nlink);
 }
 
-ChangeEvent EventReporter::NewEvent(ChangeOp op, std::string path,
-                                    const struct stat& st) const {
+ChangeEvent EventReporter::NewEvent(ChangeOp op, std::string path, const struct stat& st) const {
   ChangeEvent event;
   event.set_op(op);
   event.set_source(ChangeEvent::OVERLAY);
@@ -103,11 +97,18 @@ ChangeEvent EventReporter::NewEvent(ChangeOp op, std::string path,
   return event;
 }
 
-std::optional<ChangeEvent> EventReporter::ObjectEvent(ChangeOp op, int path_fd,
+std::optional<std::string> EventReporter::PathOfAny(const std::vector<int>& name_fds) const {
+  for (int fd : name_fds) {
+    if (std::optional<std::string> path = PathOf(fd)) return path;
+  }
+  return std::nullopt;
+}
+
+std::optional<ChangeEvent> EventReporter::ObjectEvent(ChangeOp op, const std::vector<int>& name_fds,
                                                       int stat_fd) const {
   struct stat st;
   if (fstat(stat_fd, &st) != 0) return std::nullopt;
-  std::optional<std::string> path = PathOf(path_fd);
+  std::optional<std::string> path = PathOfAny(name_fds);
   if (!path) return std::nullopt;
   return NewEvent(op, std::move(*path), st);
 }

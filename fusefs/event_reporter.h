@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "fusefs/event_sink.h"
 #include "replifs/v1/events.pb.h"
@@ -34,31 +35,26 @@ class EventReporter {
   // the protected tree any more (unlinked, or a hard link's name was removed).
   std::optional<std::string> PathOf(int fd) const;
   // Root-relative path of `name` inside the directory dir_fd.
-  std::optional<std::string> PathOfChild(int dir_fd,
-                                         std::string_view name) const;
+  std::optional<std::string> PathOfChild(int dir_fd, std::string_view name) const;
 
   // An event with op, source, time, path and st's identity and attributes.
-  replifs::v1::ChangeEvent NewEvent(ChangeOp op, std::string path,
-                                    const struct stat& st) const;
-  static void SetAttributes(const struct stat& st,
-                            replifs::v1::ChangeEvent* event);
+  replifs::v1::ChangeEvent NewEvent(ChangeOp op, std::string path, const struct stat& st) const;
+  static void SetAttributes(const struct stat& st, replifs::v1::ChangeEvent* event);
 
   void Report(replifs::v1::ChangeEvent event) const;
-  // Shorthand: path of path_fd, attributes of fstat(stat_fd) (stat_fd may be
-  // an O_PATH fd). Reports nothing when the object has no path.
-  // `fill` adds the op specifics before the event is sent.
+  // Reports op on an object: path from the first of name_fds (O_PATH fds of
+  // its names) that still has one, attributes from fstat(stat_fd). Reports
+  // nothing when no name is left. `fill` adds the op specifics.
   template <typename Fill>
-  void ReportObject(ChangeOp op, int path_fd, int stat_fd, Fill fill) const {
+  void ReportObject(ChangeOp op, const std::vector<int>& name_fds, int stat_fd, Fill fill) const {
     if (sink_ == nullptr) return;
-    std::optional<replifs::v1::ChangeEvent> event =
-        ObjectEvent(op, path_fd, stat_fd);
+    std::optional<replifs::v1::ChangeEvent> event = ObjectEvent(op, name_fds, stat_fd);
     if (!event) return;
     fill(*event);
     Report(std::move(*event));
   }
-  void ReportObject(ChangeOp op, int path_fd, int stat_fd) const {
-    ReportObject(op, path_fd, stat_fd, [](replifs::v1::ChangeEvent&) {});
-  }
+  // First path found among name_fds.
+  std::optional<std::string> PathOfAny(const std::vector<int>& name_fds) const;
 
   // Everything reported so far must survive a power loss.
   void Barrier() const;
@@ -66,7 +62,7 @@ class EventReporter {
   bool enabled() const { return sink_ != nullptr; }
 
  private:
-  std::optional<replifs::v1::ChangeEvent> ObjectEvent(ChangeOp op, int path_fd,
+  std::optional<replifs::v1::ChangeEvent> ObjectEvent(ChangeOp op, const std::vector<int>& name_fds,
                                                       int stat_fd) const;
   std::optional<std::string> Relative(std::string_view absolute) const;
 

@@ -41,8 +41,7 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   }
   OpenHandle(fd, fi);
   if ((fi->flags & O_TRUNC) && S_ISREG(inode.type)) {
-    fs.events.ReportObject(ChangeEvent::TRUNCATE, inode.fd.load(), fd,
-                           [](ChangeEvent& e) { e.set_new_size(0); });
+    ReportInode(fs, ChangeEvent::TRUNCATE, inode, fd, [](ChangeEvent& e) { e.set_new_size(0); });
   }
   if (fuse_reply_open(req, fi) != 0) {
     // The kernel gave up on the request (interrupted): nobody will release.
@@ -50,12 +49,10 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   }
 }
 
-void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-            fuse_file_info* fi) {
+void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   // The reply points at the fd, so libfuse can splice the data.
   fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
-  buf.buf[0].flags =
-      static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+  buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
   buf.buf[0].fd = FileHandle::Of(fi).fd();
   buf.buf[0].pos = off;
   fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
@@ -66,15 +63,13 @@ void OpWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in_buf, off_t off,
   FsState& fs = StateOf(req);
   FileHandle& handle = FileHandle::Of(fi);
   const bool appends = handle.append() && !fi->writepage;
-  int fd = handle.append() && fi->writepage ? handle.PositionalFd()
-                                            : handle.fd();
+  int fd = handle.append() && fi->writepage ? handle.PositionalFd() : handle.fd();
   if (fd < 0) {
     fuse_reply_err(req, EIO);
     return;
   }
   fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in_buf));
-  out.buf[0].flags =
-      static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+  out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
   out.buf[0].fd = fd;
   out.buf[0].pos = off;
   ssize_t written = fuse_buf_copy(&out, in_buf, FUSE_BUF_NO_SPLICE);
@@ -83,19 +78,17 @@ void OpWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in_buf, off_t off,
     return;
   }
   if (written > 0) {
-    fs.events.ReportObject(
-        ChangeEvent::WRITE, fs.inodes.Get(ino).fd.load(), fd,
-        [&](ChangeEvent& e) {
-          // pwrite on an O_APPEND fd appends; the kernel holds the inode
-          // lock across the request, so the end of file minus what we wrote
-          // is where it landed (unless a writer underneath races us).
-          std::uint64_t at = off;
-          if (appends && e.attributes().size() >= std::uint64_t(written)) {
-            at = e.attributes().size() - written;
-          }
-          e.set_offset(at);
-          e.set_length(written);
-        });
+    ReportInode(fs, ChangeEvent::WRITE, fs.inodes.Get(ino), fd, [&](ChangeEvent& e) {
+      // pwrite on an O_APPEND fd appends; the kernel holds the inode
+      // lock across the request, so the end of file minus what we wrote
+      // is where it landed (unless a writer underneath races us).
+      std::uint64_t at = off;
+      if (appends && e.attributes().size() >= std::uint64_t(written)) {
+        at = e.attributes().size() - written;
+      }
+      e.set_offset(at);
+      e.set_length(written);
+    });
   }
   fuse_reply_write(req, written);
 }
@@ -123,48 +116,44 @@ void OpFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
   fuse_reply_err(req, 0);
 }
 
-void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
-                 off_t length, fuse_file_info* fi) {
+void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+                 fuse_file_info* fi) {
   FsState& fs = StateOf(req);
   int fd = FileHandle::Of(fi).fd();
   if (fallocate(fd, mode, offset, length) != 0) {
     fuse_reply_err(req, errno);
     return;
   }
-  fs.events.ReportObject(ChangeEvent::FALLOCATE, fs.inodes.Get(ino).fd.load(),
-                         fd, [&](ChangeEvent& e) {
-                           e.set_offset(offset);
-                           e.set_length(length);
-                         });
+  ReportInode(fs, ChangeEvent::FALLOCATE, fs.inodes.Get(ino), fd, [&](ChangeEvent& e) {
+    e.set_offset(offset);
+    e.set_length(length);
+  });
   fuse_reply_err(req, 0);
 }
 
-void OpCopyFileRange(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
-                     fuse_file_info* fi_in, fuse_ino_t ino_out, off_t off_out,
-                     fuse_file_info* fi_out, size_t len, int flags) {
+void OpCopyFileRange(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info* fi_in,
+                     fuse_ino_t ino_out, off_t off_out, fuse_file_info* fi_out, size_t len,
+                     int flags) {
   FsState& fs = StateOf(req);
   int out_fd = FileHandle::Of(fi_out).fd();
   loff_t in_pos = off_in;
   loff_t out_pos = off_out;
-  ssize_t copied = copy_file_range(FileHandle::Of(fi_in).fd(), &in_pos, out_fd,
-                                   &out_pos, len, flags);
+  ssize_t copied =
+      copy_file_range(FileHandle::Of(fi_in).fd(), &in_pos, out_fd, &out_pos, len, flags);
   if (copied < 0) {
     fuse_reply_err(req, errno);
     return;
   }
   if (copied > 0) {
-    fs.events.ReportObject(ChangeEvent::COPY_RANGE,
-                           fs.inodes.Get(ino_out).fd.load(), out_fd,
-                           [&](ChangeEvent& e) {
-                             e.set_offset(off_out);
-                             e.set_length(copied);
-                           });
+    ReportInode(fs, ChangeEvent::COPY_RANGE, fs.inodes.Get(ino_out), out_fd, [&](ChangeEvent& e) {
+      e.set_offset(off_out);
+      e.set_length(copied);
+    });
   }
   fuse_reply_write(req, copied);
 }
 
-void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
-             fuse_file_info* fi) {
+void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi) {
   off_t res = lseek(FileHandle::Of(fi).fd(), off, whence);
   if (res < 0) {
     fuse_reply_err(req, errno);

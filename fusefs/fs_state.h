@@ -4,6 +4,9 @@
 
 #include <fuse_lowlevel.h>
 
+#include <atomic>
+#include <string>
+
 #include "fusefs/event_reporter.h"
 #include "fusefs/inode_table.h"
 
@@ -11,9 +14,7 @@ namespace replifs::fusefs {
 
 struct FsState {
   FsState(int root_fd, std::string root_prefix, EventSink* sink)
-      : root_fd(root_fd),
-        inodes(root_fd),
-        events(root_fd, std::move(root_prefix), sink) {}
+      : root_fd(root_fd), inodes(root_fd), events(root_fd, std::move(root_prefix), sink) {}
 
   const int root_fd;
   InodeTable inodes;
@@ -22,73 +23,75 @@ struct FsState {
   // (shim, restore) are invalidated explicitly, so 1 s is safe enough.
   double entry_timeout = 1.0;
   double attr_timeout = 1.0;
+
+  // Exit(): libfuse 3.14 drops (never answers) a request read after
+  // fuse_session_exit, so the loop is stopped from inside a request instead:
+  // the next statfs is answered, then ends the session.
+  fuse_session* session = nullptr;  // set once, before the loop runs
+  std::atomic<bool> exit_requested{false};
 };
 
-inline FsState& StateOf(fuse_req_t req) {
-  return *static_cast<FsState*>(fuse_req_userdata(req));
-}
+inline FsState& StateOf(fuse_req_t req) { return *static_cast<FsState*>(fuse_req_userdata(req)); }
 
-inline Inode& InodeOf(fuse_req_t req, fuse_ino_t ino) {
-  return StateOf(req).inodes.Get(ino);
+inline Inode& InodeOf(fuse_req_t req, fuse_ino_t ino) { return StateOf(req).inodes.Get(ino); }
+
+// Reports op on inode (path from any of its names, attributes from
+// fstat(stat_fd)); `fill` adds the op specifics.
+template <typename Fill>
+void ReportInode(FsState& fs, ChangeOp op, Inode& inode, int stat_fd, Fill fill) {
+  if (!fs.events.enabled()) return;
+  fs.events.ReportObject(op, fs.inodes.NameFds(inode), stat_fd, fill);
+}
+inline void ReportInode(FsState& fs, ChangeOp op, Inode& inode, int stat_fd) {
+  ReportInode(fs, op, inode, stat_fd, [](replifs::v1::ChangeEvent&) {});
 }
 
 // "/proc/self/fd/N": O_PATH fds refuse read/write/f*xattr, so operations that
 // need a real file or a path go through the magic link, which resolves to the
 // object itself (not a symlink's target) and never through the over-mount.
-inline std::string ProcPath(int fd) {
-  return "/proc/self/fd/" + std::to_string(fd);
-}
+inline std::string ProcPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
 // Looks up `name` in `parent` (O_PATH, no symlink follow), adds a lookup
 // reference and fills e. Returns 0 or an errno.
-int LookupEntry(fuse_req_t req, Inode& parent, const char* name,
-                fuse_entry_param* e);
+int LookupEntry(fuse_req_t req, Inode& parent, const char* name, fuse_entry_param* e);
 
 // The fuse_lowlevel_ops handlers, one file per group.
 // namespace_ops.cc
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name);
 void OpForget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup);
 void OpForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets);
-void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
-             dev_t rdev);
+void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev);
 void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode);
-void OpSymlink(fuse_req_t req, const char* link, fuse_ino_t parent,
-               const char* name);
-void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
-            const char* newname);
+void OpSymlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name);
+void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname);
 void OpUnlink(fuse_req_t req, fuse_ino_t parent, const char* name);
 void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name);
-void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name,
-              fuse_ino_t newparent, const char* newname, unsigned int flags);
-void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
-              fuse_file_info* fi);
+void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+              const char* newname, unsigned int flags);
+void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi);
 // attr_ops.cc
 void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
-void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid,
-               fuse_file_info* fi);
+void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, fuse_file_info* fi);
 void OpReadlink(fuse_req_t req, fuse_ino_t ino);
 void OpStatfs(fuse_req_t req, fuse_ino_t ino);
-void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name,
-                const char* value, size_t size, int flags);
+void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size,
+                int flags);
 void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size);
 void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
 void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name);
 // file_ops.cc
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
-void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-            fuse_file_info* fi);
-void OpWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in_buf, off_t off,
-                fuse_file_info* fi);
+void OpRead(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi);
+void OpWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in_buf, off_t off, fuse_file_info* fi);
 void OpFlush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
 void OpRelease(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
 void OpFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi);
-void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset,
-                 off_t length, fuse_file_info* fi);
-void OpCopyFileRange(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
-                     fuse_file_info* fi_in, fuse_ino_t ino_out, off_t off_out,
-                     fuse_file_info* fi_out, size_t len, int flags);
-void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
-             fuse_file_info* fi);
+void OpFallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+                 fuse_file_info* fi);
+void OpCopyFileRange(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_info* fi_in,
+                     fuse_ino_t ino_out, off_t off_out, fuse_file_info* fi_out, size_t len,
+                     int flags);
+void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi);
 void OpFlock(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, int op);
 // Shared by open and create: backing open flags for the kernel's flags, and
 // wrapping the open backing fd in a FileHandle stored in fi->fh.
@@ -96,13 +99,10 @@ int BackingOpenFlags(fuse_file_info* fi);
 void OpenHandle(int fd, fuse_file_info* fi);
 // dir_ops.cc
 void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
-void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-               fuse_file_info* fi);
-void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                   fuse_file_info* fi);
+void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi);
+void OpReaddirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi);
 void OpReleasedir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
-void OpFsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
-                fuse_file_info* fi);
+void OpFsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi);
 
 // The table of all of the above plus init.
 const fuse_lowlevel_ops& PassthroughOps();

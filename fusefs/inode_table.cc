@@ -5,33 +5,25 @@
 
 #include <cstdlib>
 #include <string>
-#include <string_view>
 
 namespace replifs::fusefs {
 namespace {
 
-// True when the name an fd was opened by has been unlinked or renamed over.
-bool FdNameIsGone(int fd) {
+std::string FdName(int fd) {
   std::string proc = "/proc/self/fd/" + std::to_string(fd);
-  char buf[PATH_MAX];
+  char buf[PATH_MAX + 64];
   ssize_t n = readlink(proc.c_str(), buf, sizeof(buf));
-  if (n < 0) return false;
-  constexpr std::string_view kDeleted = " (deleted)";
-  return std::string_view(buf, n).ends_with(kDeleted);
+  return n < 0 ? std::string() : std::string(buf, n);
 }
 
 }  // namespace
 
 Inode::Inode(int fd, const struct stat& st, bool owns_fd)
-    : fd(fd),
-      ino(st.st_ino),
-      dev(st.st_dev),
-      type(st.st_mode & S_IFMT),
-      owns_fd(owns_fd) {}
+    : fd(fd), ino(st.st_ino), dev(st.st_dev), type(st.st_mode & S_IFMT), owns_fd(owns_fd) {}
 
 Inode::~Inode() {
   if (owns_fd) close(fd.load());
-  for (int old : retired_fds) close(old);
+  for (int alias : alias_fds) close(alias);
 }
 
 InodeTable::InodeTable(int root_fd) {
@@ -65,16 +57,21 @@ Inode& InodeTable::Insert(int fd, const struct stat& st) {
   }
   Inode& inode = *it->second;
   inode.nlookup++;
-  // Paths are read back from the O_PATH fd (see event_reporter.h). For a hard
-  // link whose first name is gone, adopt the fd of the name just looked up so
-  // later events name a path that exists. The old fd may be in use by another
-  // thread, so it is retired, not closed.
-  if (inode.owns_fd && !S_ISDIR(st.st_mode) && st.st_nlink > 1 &&
-      FdNameIsGone(inode.fd.load())) {
-    inode.retired_fds.push_back(inode.fd.exchange(fd));
-  } else {
-    close(fd);
+  // A hard-linked file looked up by another name: keep that name's fd too
+  // (one per distinct name), so it can be reported once the first is gone.
+  if (inode.owns_fd && !S_ISDIR(st.st_mode) && st.st_nlink > 1) {
+    std::string name = FdName(fd);
+    bool known = name.empty() || name == FdName(inode.fd.load());
+    for (int alias : inode.alias_fds) {
+      if (known) break;
+      known = name == FdName(alias);
+    }
+    if (!known) {
+      inode.alias_fds.push_back(fd);
+      return inode;
+    }
   }
+  close(fd);
   return inode;
 }
 
@@ -83,6 +80,13 @@ void InodeTable::Forget(Inode& inode, std::uint64_t n) {
   if (&inode == root_) return;
   inode.nlookup = n >= inode.nlookup ? 0 : inode.nlookup - n;
   if (inode.nlookup == 0) map_.erase(Key(inode.ino, inode.dev));
+}
+
+std::vector<int> InodeTable::NameFds(const Inode& inode) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<int> fds = {inode.fd.load()};
+  fds.insert(fds.end(), inode.alias_fds.begin(), inode.alias_fds.end());
+  return fds;
 }
 
 std::optional<struct stat> InodeTable::StatIfKnown(ino_t ino, dev_t dev) {

@@ -28,17 +28,20 @@ struct Inode {
   Inode(const Inode&) = delete;
   Inode& operator=(const Inode&) = delete;
 
-  // O_PATH|O_NOFOLLOW fd. Replaced (never closed while the Inode lives) when
-  // a hard link's original name goes away: see InodeTable::Insert.
+  // O_PATH|O_NOFOLLOW fd of the name the inode was first looked up by.
+  // Constant for the Inode's life (atomic only so readers need no lock).
   std::atomic<int> fd;
   const ino_t ino;
   const dev_t dev;
-  const mode_t type;  // S_IFMT bits; an inode never changes type
+  const mode_t type;   // S_IFMT bits; an inode never changes type
   const bool owns_fd;  // false for the root: the caller owns backing_root_fd
 
   // Guarded by InodeTable::mu_.
   std::uint64_t nlookup = 0;
-  std::vector<int> retired_fds;
+  // O_PATH fds of the other names of a hard-linked file that the kernel
+  // looked up, so an event can still name the file when `fd`'s name is gone
+  // (paths are read back from fds: see event_reporter.h). Only grows.
+  std::vector<int> alias_fds;
 };
 
 class InodeTable {
@@ -57,6 +60,9 @@ class InodeTable {
   Inode& Insert(int fd, const struct stat& st);
   // Drops n lookup references; the Inode is freed at zero.
   void Forget(Inode& inode, std::uint64_t n);
+  // fd followed by alias_fds: every name of the inode we hold an fd for.
+  // The fds stay open while the kernel holds the inode (during a request).
+  std::vector<int> NameFds(const Inode& inode);
 
   // fstat of the known inode (ino, dev), if the kernel holds it.
   std::optional<struct stat> StatIfKnown(ino_t ino, dev_t dev);
@@ -66,7 +72,7 @@ class InodeTable {
  private:
   using Key = std::pair<ino_t, dev_t>;
 
-  // Guards map_ and every Inode's nlookup and retired_fds. A leaf lock: taken
+  // Guards map_ and every Inode's nlookup and alias_fds. A leaf lock: taken
   // last, held for map work and non-blocking syscalls on local fds only
   // (close, fstat, readlink of /proc), never across a FUSE reply or sink call.
   std::mutex mu_;

@@ -62,8 +62,7 @@ absl::Status FuseMount::Start() {
   std::vector<std::string> argv = {
       "replifs", "-o",
       absl::StrCat("allow_other,default_permissions,fsname=",
-                   EscapeOption(options_.fsname.empty() ? options_.mountpoint
-                                                        : options_.fsname),
+                   EscapeOption(options_.fsname.empty() ? options_.mountpoint : options_.fsname),
                    ",subtype=", EscapeOption(options_.subtype))};
   if (options_.debug) argv.push_back("-d");
   std::vector<char*> cargv;
@@ -73,17 +72,17 @@ absl::Status FuseMount::Start() {
   session_ = fuse_session_new(&args, &ops, sizeof(ops), state_.get());
   fuse_opt_free_args(&args);
   if (session_ == nullptr) {
-    return absl::InvalidArgumentError(
-        "fuse_session_new failed (bad mount options?)");
+    return absl::InvalidArgumentError("fuse_session_new failed (bad mount options?)");
   }
+  state_->session = session_;
   errno = 0;
   if (fuse_session_mount(session_, options_.mountpoint.c_str()) != 0) {
     int err = errno;
     fuse_session_destroy(session_);
     session_ = nullptr;
-    return absl::InternalError(absl::StrCat(
-        "mount failed: ", options_.mountpoint,
-        err != 0 ? absl::StrCat(": ", strerror(err)) : std::string()));
+    return absl::InternalError(
+        absl::StrCat("mount failed: ", options_.mountpoint,
+                     err != 0 ? absl::StrCat(": ", strerror(err)) : std::string()));
   }
   return absl::OkStatus();
 }
@@ -94,6 +93,7 @@ absl::Status FuseMount::Run() {
     if (session_ == nullptr) return absl::FailedPreconditionError("not mounted");
     if (running_) return absl::FailedPreconditionError("already running");
     running_ = true;
+    state_->exit_requested = false;
   }
   fuse_loop_config* config = fuse_loop_cfg_create();
   if (options_.worker_threads > 0) {
@@ -108,8 +108,8 @@ absl::Status FuseMount::Run() {
   }
   loop_done_.notify_all();
   if (res != 0) {
-    return absl::InternalError(absl::StrCat(
-        "fuse session loop failed: ", strerror(res < 0 ? -res : res)));
+    return absl::InternalError(
+        absl::StrCat("fuse session loop failed: ", strerror(res < 0 ? -res : res)));
   }
   return absl::OkStatus();
 }
@@ -117,13 +117,15 @@ absl::Status FuseMount::Run() {
 void FuseMount::Exit() {
   std::lock_guard<std::mutex> lock(mu_);
   if (session_ == nullptr) return;
-  fuse_session_exit(session_);
-  if (running_) {
-    // Workers only look at the exit flag between requests: send one that
-    // always reaches the daemon (statfs is never cached).
-    struct statfs sfs;
-    statfs(options_.mountpoint.c_str(), &sfs);
+  if (!running_) {
+    fuse_session_exit(session_);
+    return;
   }
+  // Workers sleep in read(/dev/fuse): wake one with a request that always
+  // reaches the daemon (statfs is never cached); its handler ends the loop.
+  state_->exit_requested = true;
+  struct statfs sfs;
+  statfs(options_.mountpoint.c_str(), &sfs);
 }
 
 void FuseMount::Unmount() {
@@ -145,12 +147,10 @@ void FuseMount::Unmount() {
   session_ = nullptr;
 }
 
-std::optional<fuse_ino_t> FuseMount::KnownId(
-    const std::string& relative_path) {
+std::optional<fuse_ino_t> FuseMount::KnownId(const std::string& relative_path) {
   if (relative_path.empty()) return FUSE_ROOT_ID;
   struct stat st;
-  if (fstatat(state_->root_fd, relative_path.c_str(), &st,
-              AT_SYMLINK_NOFOLLOW) != 0) {
+  if (fstatat(state_->root_fd, relative_path.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
     return std::nullopt;
   }
   return state_->inodes.IdIfKnown(st.st_ino, st.st_dev);
@@ -166,25 +166,20 @@ void FuseMount::InvalidatePath(const std::string& relative_path) {
   if (relative_path.empty()) return;
   // The entry goes too: the name may now point elsewhere or nowhere.
   size_t slash = relative_path.rfind('/');
-  std::string parent =
-      slash == std::string::npos ? std::string() : relative_path.substr(0, slash);
-  std::string name = slash == std::string::npos
-                         ? relative_path
-                         : relative_path.substr(slash + 1);
+  std::string parent = slash == std::string::npos ? std::string() : relative_path.substr(0, slash);
+  std::string name = slash == std::string::npos ? relative_path : relative_path.substr(slash + 1);
   if (auto parent_id = KnownId(parent)) {
-    fuse_lowlevel_notify_inval_entry(session_, *parent_id, name.data(),
-                                     name.size());
+    fuse_lowlevel_notify_inval_entry(session_, *parent_id, name.data(), name.size());
   }
 }
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<PassthroughFs>> PassthroughFs::Mount(
-    const MountOptions& options, EventSink* sink) {
+absl::StatusOr<std::unique_ptr<PassthroughFs>> PassthroughFs::Mount(const MountOptions& options,
+                                                                    EventSink* sink) {
   if (options.mountpoint.empty() || options.mountpoint[0] != '/') {
     return absl::InvalidArgumentError(
-        absl::StrCat("mountpoint must be an absolute path: '",
-                     options.mountpoint, "'"));
+        absl::StrCat("mountpoint must be an absolute path: '", options.mountpoint, "'"));
   }
   struct stat st;
   if (options.backing_root_fd < 0 || fstat(options.backing_root_fd, &st) != 0 ||
@@ -196,19 +191,16 @@ absl::StatusOr<std::unique_ptr<PassthroughFs>> PassthroughFs::Mount(
     return absl::FailedPreconditionError(
         absl::StrCat("/dev/fuse not available: ", strerror(errno)));
   }
-  std::optional<std::string> prefix =
-      EventReporter::ReadFdPath(options.backing_root_fd);
+  std::optional<std::string> prefix = EventReporter::ReadFdPath(options.backing_root_fd);
   if (!prefix) {
     return absl::InternalError(
-        absl::StrCat("cannot read the backing directory's path: ",
-                     strerror(errno)));
+        absl::StrCat("cannot read the backing directory's path: ", strerror(errno)));
   }
   // Modes arrive already masked by the caller's umask; the daemon's own umask
   // must not mask them again. Process-wide: the daemon is a dedicated process.
   umask(0);
   auto fs = std::make_unique<FuseMount>(
-      options,
-      std::make_unique<FsState>(options.backing_root_fd, *prefix, sink));
+      options, std::make_unique<FsState>(options.backing_root_fd, *prefix, sink));
   if (absl::Status status = fs->Start(); !status.ok()) return status;
   return fs;
 }

@@ -18,25 +18,20 @@ namespace {
 using replifs::v1::ChangeEvent;
 
 int StatEmptyPath(int fd, struct stat* st) {
-  return fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0 ? 0
-                                                                      : errno;
+  return fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == 0 ? 0 : errno;
 }
 
 // The daemon creates as root; the node must belong to the caller, as if the
 // caller had made it. A setgid parent keeps the gid the backing fs chose.
-int GiveToCaller(fuse_req_t req, const Inode& parent, int fd,
-                 struct stat* st) {
+int GiveToCaller(fuse_req_t req, const Inode& parent, int fd, struct stat* st) {
   const fuse_ctx* ctx = fuse_req_ctx(req);
   struct stat parent_st;
   if (fstat(parent.fd.load(), &parent_st) != 0) return errno;
-  gid_t gid = (parent_st.st_mode & S_ISGID) ? static_cast<gid_t>(-1)
-                                            : ctx->gid;
-  if (st->st_uid == ctx->uid && (gid == static_cast<gid_t>(-1) ||
-                                 st->st_gid == gid)) {
+  gid_t gid = (parent_st.st_mode & S_ISGID) ? static_cast<gid_t>(-1) : ctx->gid;
+  if (st->st_uid == ctx->uid && (gid == static_cast<gid_t>(-1) || st->st_gid == gid)) {
     return 0;
   }
-  if (fchownat(fd, "", ctx->uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) !=
-      0) {
+  if (fchownat(fd, "", ctx->uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
     return errno;
   }
   return StatEmptyPath(fd, st);
@@ -51,8 +46,8 @@ void ReplyEntry(fuse_req_t req, const fuse_entry_param& e) {
 
 // After `name` was created in `parent` by the daemon: look it up, hand it to
 // the caller, report `op` and reply. Undoes the creation if chown fails.
-void FinishNewNode(fuse_req_t req, Inode& parent, const char* name,
-                   ChangeOp op, const char* symlink_target) {
+void FinishNewNode(fuse_req_t req, Inode& parent, const char* name, ChangeOp op,
+                   const char* symlink_target) {
   FsState& fs = StateOf(req);
   fuse_entry_param e;
   int err = LookupEntry(req, parent, name, &e);
@@ -80,8 +75,7 @@ void FinishNewNode(fuse_req_t req, Inode& parent, const char* name,
 
 }  // namespace
 
-int LookupEntry(fuse_req_t req, Inode& parent, const char* name,
-                fuse_entry_param* e) {
+int LookupEntry(fuse_req_t req, Inode& parent, const char* name, fuse_entry_param* e) {
   FsState& fs = StateOf(req);
   int fd = openat(parent.fd.load(), name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return errno;
@@ -123,8 +117,7 @@ void OpForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
   fuse_reply_none(req);
 }
 
-void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
-             dev_t rdev) {
+void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
   Inode& dir = InodeOf(req, parent);
   if (mknodat(dir.fd.load(), name, mode, rdev) != 0) {
     fuse_reply_err(req, errno);
@@ -135,8 +128,7 @@ void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   FinishNewNode(req, dir, name, op, nullptr);
 }
 
-void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name,
-             mode_t mode) {
+void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
   Inode& dir = InodeOf(req, parent);
   if (mkdirat(dir.fd.load(), name, mode) != 0) {
     fuse_reply_err(req, errno);
@@ -145,8 +137,7 @@ void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name,
   FinishNewNode(req, dir, name, ChangeEvent::MKDIR, nullptr);
 }
 
-void OpSymlink(fuse_req_t req, const char* link, fuse_ino_t parent,
-               const char* name) {
+void OpSymlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
   Inode& dir = InodeOf(req, parent);
   if (symlinkat(link, dir.fd.load(), name) != 0) {
     fuse_reply_err(req, errno);
@@ -155,14 +146,12 @@ void OpSymlink(fuse_req_t req, const char* link, fuse_ino_t parent,
   FinishNewNode(req, dir, name, ChangeEvent::SYMLINK, link);
 }
 
-void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
-            const char* newname) {
+void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* newname) {
   FsState& fs = StateOf(req);
   Inode& inode = fs.inodes.Get(ino);
   Inode& dir = fs.inodes.Get(newparent);
   // AT_EMPTY_PATH links the object itself (root has CAP_DAC_READ_SEARCH).
-  if (linkat(inode.fd.load(), "", dir.fd.load(), newname, AT_EMPTY_PATH) !=
-      0) {
+  if (linkat(inode.fd.load(), "", dir.fd.load(), newname, AT_EMPTY_PATH) != 0) {
     fuse_reply_err(req, errno);
     return;
   }
@@ -173,11 +162,10 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
     return;
   }
   if (fs.events.enabled()) {
-    auto path = fs.events.PathOf(inode.fd.load());
+    auto path = fs.events.PathOfAny(fs.inodes.NameFds(inode));
     auto new_path = fs.events.PathOfChild(dir.fd.load(), newname);
     if (path && new_path) {
-      ChangeEvent event =
-          fs.events.NewEvent(ChangeEvent::LINK, std::move(*path), e.attr);
+      ChangeEvent event = fs.events.NewEvent(ChangeEvent::LINK, std::move(*path), e.attr);
       event.set_new_path(std::move(*new_path));
       fs.events.Report(std::move(event));
     }
@@ -189,13 +177,11 @@ namespace {
 
 // unlink and rmdir: the event carries the object's identity and the links
 // it has left (0 for a directory).
-void RemoveEntry(fuse_req_t req, fuse_ino_t parent, const char* name,
-                 bool is_dir) {
+void RemoveEntry(fuse_req_t req, fuse_ino_t parent, const char* name, bool is_dir) {
   FsState& fs = StateOf(req);
   Inode& dir = fs.inodes.Get(parent);
   struct stat before;
-  bool have_before =
-      fstatat(dir.fd.load(), name, &before, AT_SYMLINK_NOFOLLOW) == 0;
+  bool have_before = fstatat(dir.fd.load(), name, &before, AT_SYMLINK_NOFOLLOW) == 0;
   std::optional<std::string> path;
   if (have_before && fs.events.enabled()) {
     path = fs.events.PathOfChild(dir.fd.load(), name);
@@ -208,15 +194,13 @@ void RemoveEntry(fuse_req_t req, fuse_ino_t parent, const char* name,
     struct stat after = before;
     if (is_dir) {
       after.st_nlink = 0;
-    } else if (auto known = fs.inodes.StatIfKnown(before.st_ino,
-                                                  before.st_dev)) {
+    } else if (auto known = fs.inodes.StatIfKnown(before.st_ino, before.st_dev)) {
       after = *known;  // exact even if another link changed meanwhile
     } else {
       after.st_nlink = before.st_nlink > 0 ? before.st_nlink - 1 : 0;
     }
-    fs.events.Report(fs.events.NewEvent(
-        is_dir ? ChangeEvent::RMDIR : ChangeEvent::UNLINK, std::move(*path),
-        after));
+    fs.events.Report(fs.events.NewEvent(is_dir ? ChangeEvent::RMDIR : ChangeEvent::UNLINK,
+                                        std::move(*path), after));
   }
   fuse_reply_err(req, 0);
 }
@@ -231,8 +215,8 @@ void OpRmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
   RemoveEntry(req, parent, name, /*is_dir=*/true);
 }
 
-void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name,
-              fuse_ino_t newparent, const char* newname, unsigned int flags) {
+void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t newparent,
+              const char* newname, unsigned int flags) {
   FsState& fs = StateOf(req);
   Inode& from = fs.inodes.Get(parent);
   Inode& to = fs.inodes.Get(newparent);
@@ -248,10 +232,8 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name,
     return;
   }
   struct stat st;
-  if (path && new_path &&
-      fstatat(to.fd.load(), newname, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-    ChangeEvent event =
-        fs.events.NewEvent(ChangeEvent::RENAME, std::move(*path), st);
+  if (path && new_path && fstatat(to.fd.load(), newname, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    ChangeEvent event = fs.events.NewEvent(ChangeEvent::RENAME, std::move(*path), st);
     event.set_new_path(std::move(*new_path));
     event.set_rename_flags(flags);
     fs.events.Report(std::move(event));
@@ -291,11 +273,9 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   if (fs.events.enabled()) {
     if (auto path = fs.events.PathOfChild(dir.fd.load(), name)) {
       if (created) {
-        fs.events.Report(
-            fs.events.NewEvent(ChangeEvent::CREATE, std::move(*path), e.attr));
+        fs.events.Report(fs.events.NewEvent(ChangeEvent::CREATE, std::move(*path), e.attr));
       } else if (fi->flags & O_TRUNC) {
-        ChangeEvent event =
-            fs.events.NewEvent(ChangeEvent::TRUNCATE, std::move(*path), e.attr);
+        ChangeEvent event = fs.events.NewEvent(ChangeEvent::TRUNCATE, std::move(*path), e.attr);
         event.set_new_size(0);
         fs.events.Report(std::move(event));
       }

@@ -13,9 +13,9 @@
 namespace replifs::fusefs {
 
 struct MountOptions {
-  std::string mountpoint;     // absolute path; also the backing directory
-  int backing_root_fd = -1;   // O_PATH|O_DIRECTORY fd of the backing dir, opened before mounting
-  std::string fsname;         // shown as the mount's source in /proc/self/mountinfo
+  std::string mountpoint;    // absolute path; also the backing directory
+  int backing_root_fd = -1;  // O_PATH|O_DIRECTORY fd of the backing dir, opened before mounting
+  std::string fsname;        // shown as the mount's source in /proc/self/mountinfo
   std::string subtype = "replifs";  // fstype becomes fuse.<subtype>
   bool debug = false;
   unsigned worker_threads = 0;  // 0: libfuse default
@@ -25,8 +25,8 @@ class PassthroughFs {
  public:
   // Mounts; on return the mount is live (the kernel accepts requests; they
   // are served once Run() is called).
-  static absl::StatusOr<std::unique_ptr<PassthroughFs>> Mount(
-      const MountOptions& options, EventSink* sink);
+  static absl::StatusOr<std::unique_ptr<PassthroughFs>> Mount(const MountOptions& options,
+                                                              EventSink* sink);
   virtual ~PassthroughFs() = default;
 
   // Serves requests until the filesystem is unmounted (umount, fusermount -u)

@@ -572,6 +572,8 @@ void ReplifsTest::SetUp() {
 
   root_ = MakeTempDir("replifs-it-");
   ASSERT_FALSE(root_.empty()) << "mkdtemp: " << strerror(errno);
+  // Unprivileged test users must be able to reach the protected dir.
+  ASSERT_EQ(chmod(root_.c_str(), 0755), 0);
   prot_ = root_ + "/protected";
   state_ = root_ + "/state";
   store_ = root_ + "/store";
@@ -591,7 +593,7 @@ void ReplifsTest::TearDown() {
   if (root_.empty()) return;
   if (HasFailure()) DumpDiagnostics();
   if (IsMounted(prot_)) {
-    RunResult r = Run({"umount", "--lazy", prot_}, 60);
+    RunResult r = Run({"umount", prot_, "--lazy"}, 60);
     if (r.exit_code != 0) std::cerr << "teardown: " << r.Describe() << "\n";
   }
   int detached = DetachMountsUnder(root_);

@@ -1,9 +1,9 @@
 // Attributes and xattrs through the mount, cache invalidation and the
 // session lifecycle.
 #include <fcntl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
-#include <sys/mount.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -49,15 +49,12 @@ TEST_F(MountTest, ChmodChownUtimensAreReported) {
 
   // A symlink's own times (utimensat AT_SYMLINK_NOFOLLOW).
   ASSERT_EQ(symlink("hello.txt", M("sl").c_str()), 0);
-  ASSERT_EQ(utimensat(AT_FDCWD, M("sl").c_str(), times, AT_SYMLINK_NOFOLLOW),
-            0)
-      << strerror(errno);
+  ASSERT_EQ(utimensat(AT_FDCWD, M("sl").c_str(), times, AT_SYMLINK_NOFOLLOW), 0) << strerror(errno);
   EXPECT_EQ(Lstat(B("sl")).st_mtim.tv_nsec, 123456789);
 }
 
 TEST_F(MountTest, XattrsPassThroughAndAreReported) {
-  ASSERT_EQ(setxattr(M("hello.txt").c_str(), "user.x", "v1", 2, 0), 0)
-      << strerror(errno);
+  ASSERT_EQ(setxattr(M("hello.txt").c_str(), "user.x", "v1", 2, 0), 0) << strerror(errno);
   char buf[16] = {};
   ASSERT_EQ(getxattr(B("hello.txt").c_str(), "user.x", buf, sizeof(buf)), 2);
   EXPECT_STREQ(buf, "v1");
@@ -69,8 +66,7 @@ TEST_F(MountTest, XattrsPassThroughAndAreReported) {
   ASSERT_EQ(s.size(), 1u);
   EXPECT_EQ(s[0].xattr_name(), "user.x");
 
-  ASSERT_EQ(setxattr(M("dir").c_str(), "trusted.t", "t", 1, 0), 0)
-      << strerror(errno);
+  ASSERT_EQ(setxattr(M("dir").c_str(), "trusted.t", "t", 1, 0), 0) << strerror(errno);
   EXPECT_EQ(getxattr(B("dir").c_str(), "trusted.t", buf, sizeof(buf)), 1);
 
   char list[256];
@@ -78,8 +74,7 @@ TEST_F(MountTest, XattrsPassThroughAndAreReported) {
   ASSERT_GT(n, 0);
   EXPECT_NE(std::string(list, n).find("user.x"), std::string::npos);
 
-  EXPECT_EQ(setxattr(M("hello.txt").c_str(), "user.x", "v2", 2, XATTR_CREATE),
-            -1);
+  EXPECT_EQ(setxattr(M("hello.txt").c_str(), "user.x", "v2", 2, XATTR_CREATE), -1);
   EXPECT_EQ(errno, EEXIST);
 
   ASSERT_EQ(removexattr(M("hello.txt").c_str(), "user.x"), 0);
@@ -142,8 +137,7 @@ TEST(MountErrors, BadArgumentsGiveClearErrors) {
   fs = PassthroughFs::Mount(options, &sink);
   close(options.backing_root_fd);
   EXPECT_FALSE(fs.ok());
-  EXPECT_NE(fs.status().message().find("mount failed"), std::string::npos)
-      << fs.status();
+  EXPECT_NE(fs.status().message().find("mount failed"), std::string::npos) << fs.status();
 }
 
 }  // namespace

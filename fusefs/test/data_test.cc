@@ -1,11 +1,10 @@
 // File contents through the mount: reads, writes, truncation, fallocate,
 // copy_file_range, shared mmap, lseek, fsync.
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <unistd.h>
-
-#include <dirent.h>
 
 #include <algorithm>
 #include <cstring>

@@ -30,8 +30,8 @@ std::vector<ChangeEvent> RecordingSink::Events() const {
   return events_;
 }
 
-std::vector<ChangeEvent> RecordingSink::Find(
-    ChangeEvent::Op op, std::optional<std::string> path) const {
+std::vector<ChangeEvent> RecordingSink::Find(ChangeEvent::Op op,
+                                             std::optional<std::string> path) const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<ChangeEvent> out;
   for (const ChangeEvent& e : events_) {
@@ -65,8 +65,7 @@ void MountTest::SetUp() {
   options.mountpoint = dir_;
   options.backing_root_fd = root_fd_;
   options.fsname = "replifs-test";
-  absl::StatusOr<std::unique_ptr<PassthroughFs>> fs =
-      PassthroughFs::Mount(options, &sink_);
+  absl::StatusOr<std::unique_ptr<PassthroughFs>> fs = PassthroughFs::Mount(options, &sink_);
   ASSERT_TRUE(fs.ok()) << fs.status();
   fs_ = std::move(*fs);
   loop_ = std::thread([this] { run_status_ = fs_->Run(); });
@@ -87,10 +86,8 @@ void MountTest::TearDown() {
   if (!dir_.empty() && !IsMounted(dir_)) {
     nftw(
         dir_.c_str(),
-        [](const char* path, const struct stat*, int, struct FTW*) {
-          return remove(path);
-        },
-        16, FTW_DEPTH | FTW_PHYS);
+        [](const char* path, const struct stat*, int, struct FTW*) { return remove(path); }, 16,
+        FTW_DEPTH | FTW_PHYS);
   }
 }
 
@@ -110,8 +107,7 @@ std::string MountTest::ReadAll(const std::string& path) {
   return ss.str();
 }
 
-void MountTest::WriteAll(const std::string& path, const std::string& data,
-                         mode_t mode) {
+void MountTest::WriteAll(const std::string& path, const std::string& data, mode_t mode) {
   int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
   ASSERT_GE(fd, 0) << path << ": " << strerror(errno);
   ASSERT_EQ(write(fd, data.data(), data.size()), ssize_t(data.size()));

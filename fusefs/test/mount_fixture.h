@@ -29,8 +29,7 @@ class RecordingSink : public EventSink {
 
   std::vector<ChangeEvent> Events() const;
   // Events with this op (and path, if given), in order.
-  std::vector<ChangeEvent> Find(ChangeEvent::Op op,
-                                std::optional<std::string> path = {}) const;
+  std::vector<ChangeEvent> Find(ChangeEvent::Op op, std::optional<std::string> path = {}) const;
   int barriers() const;
   void Clear();
 
@@ -54,8 +53,7 @@ class MountTest : public ::testing::Test {
   std::string B(const std::string& rel) const;
 
   static std::string ReadAll(const std::string& path);
-  static void WriteAll(const std::string& path, const std::string& data,
-                       mode_t mode = 0644);
+  static void WriteAll(const std::string& path, const std::string& data, mode_t mode = 0644);
   static struct stat Lstat(const std::string& path);
   static bool IsMounted(const std::string& dir);
   // Runs fn in a child process as uid/gid 65534; returns its exit code.

@@ -108,9 +108,7 @@ TEST_F(MountTest, RenameExchangeAndNoreplace) {
   WriteAll(M("a"), "A");
   WriteAll(M("b"), "B");
   sink_.Clear();
-  ASSERT_EQ(renameat2(AT_FDCWD, M("a").c_str(), AT_FDCWD, M("b").c_str(),
-                      RENAME_EXCHANGE),
-            0)
+  ASSERT_EQ(renameat2(AT_FDCWD, M("a").c_str(), AT_FDCWD, M("b").c_str(), RENAME_EXCHANGE), 0)
       << strerror(errno);
   EXPECT_EQ(ReadAll(B("a")), "B");
   EXPECT_EQ(ReadAll(B("b")), "A");
@@ -121,14 +119,10 @@ TEST_F(MountTest, RenameExchangeAndNoreplace) {
   EXPECT_EQ(r[0].inode(), Lstat(B("b")).st_ino);
 
   sink_.Clear();
-  EXPECT_EQ(renameat2(AT_FDCWD, M("a").c_str(), AT_FDCWD, M("b").c_str(),
-                      RENAME_NOREPLACE),
-            -1);
+  EXPECT_EQ(renameat2(AT_FDCWD, M("a").c_str(), AT_FDCWD, M("b").c_str(), RENAME_NOREPLACE), -1);
   EXPECT_EQ(errno, EEXIST);
   EXPECT_TRUE(sink_.Events().empty());
-  ASSERT_EQ(renameat2(AT_FDCWD, M("a").c_str(), AT_FDCWD, M("c").c_str(),
-                      RENAME_NOREPLACE),
-            0);
+  ASSERT_EQ(renameat2(AT_FDCWD, M("a").c_str(), AT_FDCWD, M("c").c_str(), RENAME_NOREPLACE), 0);
   r = sink_.Find(ChangeEvent::RENAME, "a");
   ASSERT_EQ(r.size(), 1u);
   EXPECT_EQ(r[0].rename_flags(), unsigned{RENAME_NOREPLACE});
@@ -176,8 +170,8 @@ TEST_F(MountTest, WritesToAnUnlinkedFileAreNotReported) {
 TEST_F(MountTest, NodesBelongToTheCallingUser) {
   ASSERT_EQ(mkdir(M("pub").c_str(), 0777), 0);
   ASSERT_EQ(chmod(M("pub").c_str(), 0777), 0);
-  std::string file = M("pub/mine"), dir = M("pub/mydir"),
-              link = M("pub/mylink"), fifo = M("pub/myfifo");
+  std::string file = M("pub/mine"), dir = M("pub/mydir"), link = M("pub/mylink"),
+              fifo = M("pub/myfifo");
   int rc = RunAsNobody([&] {
     int fd = open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0640);
     if (fd < 0 || write(fd, "n", 1) != 1 || close(fd) != 0) return 1;
@@ -191,8 +185,7 @@ TEST_F(MountTest, NodesBelongToTheCallingUser) {
     return 0;
   });
   ASSERT_EQ(rc, 0);
-  for (const char* name : {"pub/mine", "pub/mydir", "pub/mylink",
-                           "pub/myfifo"}) {
+  for (const char* name : {"pub/mine", "pub/mydir", "pub/mylink", "pub/myfifo"}) {
     struct stat st = Lstat(B(name));
     EXPECT_EQ(st.st_uid, 65534u) << name;
     EXPECT_EQ(st.st_gid, 65534u) << name;
@@ -257,8 +250,7 @@ TEST_F(MountTest, ErrnoMatchesAPlainDirectory) {
          if (fd >= 0) close(fd);
          return ErrnoOf(fd);
        }},
-      {"unlink dir",
-       [](const std::string& r) { return ErrnoOf(unlink((r + "/dir").c_str())); }},
+      {"unlink dir", [](const std::string& r) { return ErrnoOf(unlink((r + "/dir").c_str())); }},
       {"rmdir file",
        [](const std::string& r) { return ErrnoOf(rmdir((r + "/hello.txt").c_str())); }},
       {"rename dir over file",
@@ -281,9 +273,8 @@ TEST_F(MountTest, ErrnoMatchesAPlainDirectory) {
   for (const ErrnoCase& c : cases) {
     int expected = c.run(plain);
     EXPECT_NE(expected, 0) << c.what << " should fail";
-    EXPECT_EQ(c.run(M("")), expected)
-        << c.what << ": mount says " << strerrorname_np(c.run(M("")))
-        << ", plain dir says " << strerrorname_np(expected);
+    EXPECT_EQ(c.run(M("")), expected) << c.what << ": mount says " << strerrorname_np(c.run(M("")))
+                                      << ", plain dir says " << strerrorname_np(expected);
   }
   for (const char* p : {"/dir/inner.txt", "/dir", "/hello.txt", ""}) {
     remove((plain + p).c_str());

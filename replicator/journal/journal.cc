@@ -70,7 +70,8 @@ class JournalImpl final : public Journal {
   // commit's fdatasync so appends continue while it runs.
   mutable absl::Mutex mu_;
   absl::CondVar sync_done_;  // signalled when a Sync leader finishes
-  std::map<uint64_t, uint64_t> segments_ ABSL_GUARDED_BY(mu_);  // first seq -> bytes; last is active
+  std::map<uint64_t, uint64_t> segments_
+      ABSL_GUARDED_BY(mu_);  // first seq -> bytes; last is active
   // Shared so a Sync leader's fd survives a roll that replaces active_.
   std::shared_ptr<FileDescriptor> active_ ABSL_GUARDED_BY(mu_);
   uint64_t last_seq_ ABSL_GUARDED_BY(mu_) = 0;
@@ -122,7 +123,8 @@ absl::Status JournalImpl::LoadAcked() {
 absl::Status JournalImpl::Recover() {
   std::error_code ec;
   std::filesystem::create_directories(options_.directory, ec);
-  if (ec) return absl::InternalError(absl::StrCat("mkdir ", options_.directory, ": ", ec.message()));
+  if (ec)
+    return absl::InternalError(absl::StrCat("mkdir ", options_.directory, ": ", ec.message()));
 
   absl::StatusOr<std::vector<std::string>> names = ListDirectory(options_.directory);
   if (!names.ok()) return names.status();
@@ -139,7 +141,7 @@ absl::Status JournalImpl::Recover() {
   if (absl::Status s = LoadAcked(); !s.ok()) return s;
 
   absl::MutexLock lock(&mu_);
-  uint64_t last_seq = 0;           // last intact record
+  uint64_t last_seq = 0;             // last intact record
   uint64_t used_floor = acked_seq_;  // seqs <= this may have been used
   size_t set_aside_from = found.size();
   for (size_t i = 0; i < found.size(); ++i) {
@@ -262,8 +264,8 @@ absl::StatusOr<uint64_t> JournalImpl::Append(ChangeEvent& event) {
   }
   uint64_t& active_bytes = segments_.rbegin()->second;
   // One write(2) per record: after kill -9 a record is whole or torn at the tail.
-  const ssize_t n = ::pwrite(active_->get(), record.data(), record.size(),
-                             static_cast<off_t>(active_bytes));
+  const ssize_t n =
+      ::pwrite(active_->get(), record.data(), record.size(), static_cast<off_t>(active_bytes));
   if (n != static_cast<ssize_t>(record.size())) {
     const int err = n < 0 ? errno : ENOSPC;
     event.set_seq(0);
@@ -323,7 +325,8 @@ absl::Status JournalImpl::Trim(uint64_t acked_seq) {
     if (acked_seq <= acked_seq_) return absl::OkStatus();
   }
   // Watermark first: a crash before the deletes only leaves segments Replay skips.
-  if (absl::Status s = ReplaceFileAtomically(options_.directory, kAckedFile, EncodeAcked(acked_seq));
+  if (absl::Status s =
+          ReplaceFileAtomically(options_.directory, kAckedFile, EncodeAcked(acked_seq));
       !s.ok()) {
     return s;
   }

@@ -15,17 +15,17 @@
 namespace replifs::journal {
 
 struct JournalOptions {
-  std::string directory;                      // created if missing
-  uint64_t segment_bytes = 16ull << 20;       // roll to a new segment file past this
+  std::string directory;                 // created if missing
+  uint64_t segment_bytes = 16ull << 20;  // roll to a new segment file past this
   // Tests only: runs in the Sync leader right before its fdatasync, without
   // the journal's lock held, to make group commit observable.
   std::function<void()> before_fdatasync_for_testing;
 };
 
 struct JournalStats {
-  uint64_t last_seq = 0;     // highest seq appended
-  uint64_t acked_seq = 0;    // every record <= this is durable on the server
-  uint64_t disk_bytes = 0;   // bytes held by live segments
+  uint64_t last_seq = 0;              // highest seq appended
+  uint64_t acked_seq = 0;             // every record <= this is durable on the server
+  uint64_t disk_bytes = 0;            // bytes held by live segments
   uint64_t torn_records_dropped = 0;  // found at open: a torn or corrupt tail
   uint64_t torn_bytes_dropped = 0;    // bytes cut away or set aside with those tails
   uint64_t synced_seq = 0;            // every record <= this has been fdatasync'd

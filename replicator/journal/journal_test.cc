@@ -7,8 +7,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <string>
 #include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -186,7 +186,10 @@ TEST_F(JournalTest, SegmentCreatedButHeaderNotWrittenIsIgnored) {
 }
 
 TEST_F(JournalTest, SegmentsWithoutIdAreRefused) {
-  { auto journal = OpenOrDie(); AppendWrite(*journal, "a"); }
+  {
+    auto journal = OpenOrDie();
+    AppendWrite(*journal, "a");
+  }
   fs::remove(fs::path(dir_) / kJournalIdFile);
   EXPECT_EQ(Journal::Open(Options()).status().code(), absl::StatusCode::kFailedPrecondition);
 }

@@ -2,6 +2,7 @@
 // overlapping and adjacent ranges become one, so 1000 appends are one range.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <utility>

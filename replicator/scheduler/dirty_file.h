@@ -20,14 +20,15 @@ struct DirtyFile {
   bool content_changed = false;  // any data event (write, truncate, fallocate, copy)
   bool attributes_changed = false;
   bool was_truncated = false;
-  uint64_t truncated_to = 0;       // smallest size seen, when was_truncated
-  absl::Time first_change;         // scheduler clock when the oldest change arrived
-  absl::Time last_change;          // ... and the newest
+  uint64_t truncated_to = 0;                     // smallest size seen, when was_truncated
+  absl::Time first_change;                       // scheduler clock when the oldest change arrived
+  absl::Time last_change;                        // ... and the newest
   absl::Time not_before = absl::InfinitePast();  // set after a stale round trip
-  int64_t time_ns = 0;             // newest event's own time_ns
-  std::vector<uint64_t> seqs;      // ascending
+  int64_t time_ns = 0;                           // newest event's own time_ns
+  std::vector<uint64_t> seqs;                    // ascending
   int stale_round_trips = 0;
-  bool unlinked = false;  // in flight only: its inode died meanwhile (the namespace command owns its seqs)
+  bool unlinked =
+      false;  // in flight only: its inode died meanwhile (the namespace command owns its seqs)
 
   // Folds a data or attribute event in; `now` is the scheduler clock.
   void Apply(const replifs::v1::ChangeEvent& event, absl::Time now);

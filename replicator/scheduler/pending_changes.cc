@@ -205,8 +205,8 @@ Batch PendingChanges::TakeBatch(absl::Time now, const SchedulerPolicy& policy,
   return batch;
 }
 
-void PendingChanges::Complete(Batch batch, const std::vector<size_t>& stale_indexes,
-                              absl::Time now, const SchedulerPolicy& policy) {
+void PendingChanges::Complete(Batch batch, const std::vector<size_t>& stale_indexes, absl::Time now,
+                              const SchedulerPolicy& policy) {
   const std::set<size_t> stale(stale_indexes.begin(), stale_indexes.end());
   for (size_t i = 0; i < batch.namespace_count; ++i) {
     // `stale` is meant for file commands only; a namespace command is done.
@@ -222,10 +222,9 @@ void PendingChanges::Complete(Batch batch, const std::vector<size_t>& stale_inde
     }
     if (file.unlinked) continue;  // its namespace command owns the seqs now
     if (++file.stale_round_trips > kMaxStaleRoundTrips) {
-      std::fprintf(stderr,
-                   "replifs scheduler: giving up on %s (inode %llu) after %d stale round trips\n",
-                   file.path.c_str(), static_cast<unsigned long long>(file.inode),
-                   kMaxStaleRoundTrips);
+      std::fprintf(
+          stderr, "replifs scheduler: giving up on %s (inode %llu) after %d stale round trips\n",
+          file.path.c_str(), static_cast<unsigned long long>(file.inode), kMaxStaleRoundTrips);
       for (const uint64_t seq : file.seqs) outstanding_.erase(seq);
       dropped_stale_++;
       continue;

@@ -51,6 +51,7 @@ class PendingChanges {
   // Every seq <= this is done: (smallest outstanding seq - 1), or the highest
   // seq added when nothing is outstanding.
   uint64_t acked_seq() const;
+  uint64_t highest_seq() const { return highest_seq_; }
   uint64_t outstanding() const { return outstanding_.size(); }
   uint64_t dirty_bytes() const;
   uint64_t dropped_stale() const { return dropped_stale_; }
@@ -67,9 +68,9 @@ class PendingChanges {
   void Requeue(const std::string& key, DirtyFile file);
 
   std::deque<replifs::v1::BackupCommand> namespace_queue_;  // journal order
-  std::map<std::string, DirtyFile> files_;       // pending, by KeyFor
-  std::map<std::string, DirtyFile> in_flight_;   // sent in the current batch, by KeyFor
-  std::set<uint64_t> outstanding_;               // seqs not yet done
+  std::map<std::string, DirtyFile> files_;                  // pending, by KeyFor
+  std::map<std::string, DirtyFile> in_flight_;              // sent in the current batch, by KeyFor
+  std::set<uint64_t> outstanding_;                          // seqs not yet done
   uint64_t highest_seq_;
   uint64_t dropped_stale_ = 0;
 };

@@ -26,6 +26,7 @@ class SchedulerImpl final : public Scheduler {
         pending_(start_seq),
         acked_(start_seq),
         reported_acked_(start_seq),
+        delivered_acked_(start_seq),
         retry_delay_(policy.retry_initial) {}
   ~SchedulerImpl() override { Stop(); }
 
@@ -47,8 +48,9 @@ class SchedulerImpl final : public Scheduler {
   CommandExecutor* const executor_;
   const std::function<void(uint64_t)> on_acked_;
 
-  // Lock order: inbox_mu_ and state_mu_ are never held at the same time.
-  // inbox_mu_ guards the hand-off from Enqueue to the managing thread.
+  // Lock order: inbox_mu_ before state_mu_. inbox_mu_ guards the hand-off
+  // from Enqueue to the managing thread, which holds both only while it
+  // classifies what it took, so an event is always counted in exactly one place.
   mutable absl::Mutex inbox_mu_;
   absl::CondVar inbox_cv_;  // signalled on Enqueue and Stop
   std::deque<ChangeEvent> inbox_ ABSL_GUARDED_BY(inbox_mu_);
@@ -63,7 +65,8 @@ class SchedulerImpl final : public Scheduler {
   uint64_t flush_target_ ABSL_GUARDED_BY(state_mu_) = 0;
   bool stopped_ ABSL_GUARDED_BY(state_mu_) = false;
   uint64_t acked_ ABSL_GUARDED_BY(state_mu_);
-  uint64_t reported_acked_ ABSL_GUARDED_BY(state_mu_);
+  uint64_t reported_acked_ ABSL_GUARDED_BY(state_mu_);   // handed to on_acked
+  uint64_t delivered_acked_ ABSL_GUARDED_BY(state_mu_);  // ... and on_acked returned
   absl::Time last_ack_time_ ABSL_GUARDED_BY(state_mu_) = absl::UnixEpoch();
   absl::Time retry_at_ ABSL_GUARDED_BY(state_mu_) = absl::InfinitePast();
   absl::Duration retry_delay_ ABSL_GUARDED_BY(state_mu_);
@@ -110,14 +113,12 @@ void SchedulerImpl::Enqueue(ChangeEvent event) {
 
 void SchedulerImpl::ManageLoop() {
   while (true) {
+    absl::MutexLock inbox_lock(&inbox_mu_);
+    while (inbox_.empty() && !inbox_stopped_) inbox_cv_.Wait(&inbox_mu_);
+    if (inbox_stopped_) return;  // what is left stays in the journal
     std::deque<ChangeEvent> events;
-    {
-      absl::MutexLock lock(&inbox_mu_);
-      while (inbox_.empty() && !inbox_stopped_) inbox_cv_.Wait(&inbox_mu_);
-      if (inbox_stopped_) return;  // what is left stays in the journal
-      events.swap(inbox_);
-    }
-    absl::MutexLock lock(&state_mu_);
+    events.swap(inbox_);
+    absl::MutexLock state_lock(&state_mu_);
     const absl::Time now = absl::Now();
     for (const ChangeEvent& event : events) pending_.Add(event, now);
     RefreshAckedLocked(now);
@@ -144,7 +145,10 @@ bool SchedulerImpl::NextWork(Batch* batch, uint64_t* report) {
     const absl::Time now = absl::Now();
     absl::Time wake = retry_at_;
     if (now >= retry_at_) {
-      *batch = pending_.TakeBatch(now, policy_, flush_target_);
+      // Flush only once the managing unit has classified up to the target,
+      // so a file is not split by events still in the inbox.
+      const uint64_t flush = pending_.highest_seq() >= flush_target_ ? flush_target_ : 0;
+      *batch = pending_.TakeBatch(now, policy_, flush);
       if (!batch->empty()) return true;
       wake = pending_.NextReadyTime(policy_);
     }
@@ -160,6 +164,9 @@ void SchedulerImpl::ProcessLoop() {
     if (!NextWork(&batch, &report)) return;
     if (report != 0) {
       if (on_acked_) on_acked_(report);
+      absl::MutexLock lock(&state_mu_);
+      delivered_acked_ = report;
+      acked_cv_.SignalAll();
       continue;
     }
     std::vector<size_t> stale;
@@ -200,25 +207,24 @@ absl::Status SchedulerImpl::FlushAndWait(absl::Duration timeout) {
   absl::MutexLock lock(&state_mu_);
   flush_target_ = std::max(flush_target_, target);
   work_cv_.Signal();
-  while (acked_ < target && !stopped_) {
+  // Waits for on_acked too, so the caller may rely on the journal being trimmed.
+  while (delivered_acked_ < target && !stopped_) {
     if (acked_cv_.WaitWithDeadline(&state_mu_, deadline) && absl::Now() >= deadline) break;
   }
-  if (acked_ >= target) return absl::OkStatus();
+  if (delivered_acked_ >= target) return absl::OkStatus();
   if (stopped_) return absl::FailedPreconditionError("scheduler stopped before the flush finished");
-  return absl::DeadlineExceededError(absl::StrCat(
-      "FlushAndWait: after ", absl::FormatDuration(timeout), " the server has acknowledged up to seq ",
-      acked_, " of ", target, "; ", pending_.outstanding(), " changes pending",
-      last_error_.empty() ? "" : "; last executor error: ", last_error_));
+  return absl::DeadlineExceededError(
+      absl::StrCat("FlushAndWait: after ", absl::FormatDuration(timeout),
+                   " the server has acknowledged up to seq ", acked_, " of ", target, "; ",
+                   pending_.outstanding(), " changes pending",
+                   last_error_.empty() ? "" : "; last executor error: ", last_error_));
 }
 
 SchedulerStats SchedulerImpl::stats() const {
   SchedulerStats stats;
-  {
-    absl::MutexLock lock(&inbox_mu_);
-    stats.pending_events = inbox_.size();
-  }
-  absl::MutexLock lock(&state_mu_);
-  stats.pending_events += pending_.outstanding();
+  absl::MutexLock inbox_lock(&inbox_mu_);
+  absl::MutexLock state_lock(&state_mu_);
+  stats.pending_events = inbox_.size() + pending_.outstanding();
   stats.pending_bytes = pending_.dirty_bytes();
   stats.acked_seq = acked_;
   stats.last_ack_time_ns = absl::ToUnixNanos(last_ack_time_);

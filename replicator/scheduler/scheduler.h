@@ -15,9 +15,9 @@ namespace replifs::scheduler {
 
 struct SchedulerPolicy {
   absl::Duration quiet_interval = absl::Milliseconds(200);  // a file is ready once quiet this long
-  absl::Duration max_delay = absl::Seconds(2);              // ... or once its oldest change waited this long
-  size_t max_batch = 256;                                    // commands handed to the executor at once
-  absl::Duration retry_initial = absl::Milliseconds(200);   // backoff after a failed batch
+  absl::Duration max_delay = absl::Seconds(2);  // ... or once its oldest change waited this long
+  size_t max_batch = 256;                       // commands handed to the executor at once
+  absl::Duration retry_initial = absl::Milliseconds(200);  // backoff after a failed batch
   absl::Duration retry_max = absl::Seconds(5);
 };
 
@@ -34,9 +34,9 @@ class CommandExecutor {
 };
 
 struct SchedulerStats {
-  uint64_t pending_events = 0;   // enqueued, not yet acknowledged
-  uint64_t pending_bytes = 0;    // dirty bytes not yet acknowledged
-  uint64_t acked_seq = 0;        // every seq <= this is durable on the server
+  uint64_t pending_events = 0;  // enqueued, not yet acknowledged
+  uint64_t pending_bytes = 0;   // dirty bytes not yet acknowledged
+  uint64_t acked_seq = 0;       // every seq <= this is durable on the server
   int64_t last_ack_time_ns = 0;
   uint64_t commands_executed = 0;
   uint64_t failed_batches = 0;
@@ -66,7 +66,8 @@ class Scheduler {
   virtual void Enqueue(replifs::v1::ChangeEvent event) = 0;
 
   // Sends everything enqueued so far without waiting for quiet intervals and
-  // blocks until the watermark reaches it or `timeout` passes.
+  // blocks until the watermark reaches it (and on_acked has returned for it)
+  // or `timeout` passes: DeadlineExceeded naming the last executor error.
   virtual absl::Status FlushAndWait(absl::Duration timeout) = 0;
 
   virtual SchedulerStats stats() const = 0;

@@ -38,8 +38,8 @@ absl::StatusOr<std::unique_ptr<BackupServer>> BackupServer::Start(const ServerOp
   REPLIFS_ASSIGN_OR_RETURN(server->store_, StoreDirectory::Open(options.store_dir));
   REPLIFS_ASSIGN_OR_RETURN(server->catalog_, SqliteCatalog::Open(server->store_->catalog_path()));
   REPLIFS_ASSIGN_OR_RETURN(server->chunks_, FileChunkStore::Open(server->store_->repos_path()));
-  server->service_ = std::make_unique<BackupService>(server->catalog_.get(),
-                                                     server->chunks_.get(), options.service);
+  server->service_ = std::make_unique<BackupService>(server->catalog_.get(), server->chunks_.get(),
+                                                     options.service);
 
   grpc::ServerBuilder builder;
   int selected_port = 0;

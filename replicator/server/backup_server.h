@@ -3,10 +3,10 @@
 // tests and other parts start one in-process the same way.
 #pragma once
 
+#include <grpcpp/server.h>
+
 #include <memory>
 #include <string>
-
-#include <grpcpp/server.h>
 
 #include "absl/status/statusor.h"
 #include "replicator/server/backup_service.h"

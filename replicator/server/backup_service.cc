@@ -38,8 +38,8 @@ absl::StatusOr<std::string> NewChunkSecret() {
 absl::StatusOr<std::string> UploadedBytes(const v1::ChunkUpload& upload, uint32_t max_length) {
   const std::string hex = absl::BytesToHexString(upload.id());
   if (upload.length() > max_length) {
-    return absl::InvalidArgumentError(absl::StrCat("chunk ", hex, " is ", upload.length(),
-                                                   " bytes; the limit is ", max_length));
+    return absl::InvalidArgumentError(
+        absl::StrCat("chunk ", hex, " is ", upload.length(), " bytes; the limit is ", max_length));
   }
   if (!upload.compressed()) {
     if (upload.data().size() != upload.length()) {
@@ -112,8 +112,7 @@ absl::Status BackupService::DoMissingChunks(const v1::MissingChunksRequest& requ
   REPLIFS_ASSIGN_OR_RETURN(const Repo repo, FindRepo(request.repo()));
   for (const std::string& id : request.ids()) REPLIFS_RETURN_IF_ERROR(ValidateChunkId(id));
   const std::vector<std::string> ids(request.ids().begin(), request.ids().end());
-  REPLIFS_ASSIGN_OR_RETURN(std::vector<std::string> missing,
-                           catalog_->MissingChunks(repo.id, ids));
+  REPLIFS_ASSIGN_OR_RETURN(std::vector<std::string> missing, catalog_->MissingChunks(repo.id, ids));
   for (std::string& id : missing) reply->add_ids(std::move(id));
   return absl::OkStatus();
 }
@@ -134,8 +133,8 @@ absl::Status BackupService::DoUploadChunks(grpc::ServerReader<v1::ChunkUpload>* 
     REPLIFS_ASSIGN_OR_RETURN(const std::string data,
                              UploadedBytes(upload, options_.max_chunk_size));
     if (hasher->Hash(data).ToBytes() != upload.id()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "chunk ", absl::BytesToHexString(upload.id()), " does not match its content"));
+      return absl::InvalidArgumentError(absl::StrCat("chunk ", absl::BytesToHexString(upload.id()),
+                                                     " does not match its content"));
     }
     const absl::StatusOr<uint32_t> known = catalog_->ChunkLength(repo->id, upload.id());
     if (known.ok()) continue;
@@ -164,7 +163,8 @@ absl::Status BackupService::DoApply(const v1::ApplyRequest& request, v1::ApplyRe
 absl::Status BackupService::DoList(const v1::ListRequest& request,
                                    grpc::ServerWriter<v1::NodeState>* writer) {
   REPLIFS_ASSIGN_OR_RETURN(const Repo repo, FindRepo(request.repo()));
-  if (request.at_time_ns() < 0) return absl::InvalidArgumentError("at_time_ns must not be negative");
+  if (request.at_time_ns() < 0)
+    return absl::InvalidArgumentError("at_time_ns must not be negative");
   for (const std::string& path : request.paths()) {
     REPLIFS_RETURN_IF_ERROR(ValidatePath(path, /*allow_root=*/true));
   }

@@ -1,0 +1,336 @@
+// Service-level tests: a real in-process gRPC server on 127.0.0.1:0 and the
+// generated stub, as the client uses it.
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <zstd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "replicator/chunker/chunker.h"
+#include "replicator/server/backup_server.h"
+
+namespace replifs::server {
+namespace {
+
+class BackupServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char dir_template[] = "/tmp/backup_service_test.XXXXXX";
+    ASSERT_NE(mkdtemp(dir_template), nullptr);
+    dir_ = dir_template;
+    ServerOptions options;
+    options.listen_address = "127.0.0.1:0";
+    options.store_dir = dir_ + "/store";
+    auto server = BackupServer::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(kMaxReceiveMessageSize);
+    stub_ = v1::Backup::NewStub(
+        grpc::CreateCustomChannel(server_->address(), grpc::InsecureChannelCredentials(), args));
+
+    v1::HelloRequest hello;
+    hello.set_repo("home");
+    hello.set_journal_id("j1");
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub_->Hello(&context, hello, &hello_).ok());
+  }
+  void TearDown() override {
+    stub_.reset();
+    server_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  std::string IdOf(const std::string& data) {
+    return chunker::ChunkIdHasher(hello_.chunk_secret()).Hash(data).ToBytes();
+  }
+  static v1::ChunkUpload Upload(const std::string& id, const std::string& data, bool compress) {
+    v1::ChunkUpload upload;
+    upload.set_repo("home");
+    upload.set_id(id);
+    upload.set_length(static_cast<uint32_t>(data.size()));
+    if (compress) {
+      std::string frame(ZSTD_compressBound(data.size()), '\0');
+      frame.resize(ZSTD_compress(frame.data(), frame.size(), data.data(), data.size(), 1));
+      upload.set_data(frame);
+      upload.set_compressed(true);
+    } else {
+      upload.set_data(data);
+    }
+    return upload;
+  }
+  grpc::Status SendUploads(const std::vector<v1::ChunkUpload>& uploads, v1::UploadReply* reply) {
+    grpc::ClientContext context;
+    auto writer = stub_->UploadChunks(&context, reply);
+    for (const auto& upload : uploads) {
+      if (!writer->Write(upload)) break;
+    }
+    writer->WritesDone();
+    return writer->Finish();
+  }
+  grpc::Status ApplyOps(const std::vector<v1::Operation>& ops, v1::ApplyReply* reply) {
+    v1::ApplyRequest request;
+    request.set_repo("home");
+    request.set_journal_id("j1");
+    for (const auto& op : ops) *request.add_operations() = op;
+    grpc::ClientContext context;
+    return stub_->Apply(&context, request, reply);
+  }
+  std::vector<v1::NodeState> ListAll() {
+    v1::ListRequest request;
+    request.set_repo("home");
+    grpc::ClientContext context;
+    auto reader = stub_->List(&context, request);
+    std::vector<v1::NodeState> states;
+    v1::NodeState state;
+    while (reader->Read(&state)) states.push_back(state);
+    EXPECT_TRUE(reader->Finish().ok());
+    return states;
+  }
+  static v1::Operation PutFile(const std::string& path, const std::vector<std::string>& ids,
+                               const std::vector<std::string>& contents, uint64_t seq) {
+    v1::Operation op;
+    op.set_seq(seq);
+    v1::NodeState* put = op.mutable_put();
+    put->set_path(path);
+    put->set_type(v1::NodeState::REGULAR);
+    put->set_mode(0644);
+    uint64_t size = 0;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      v1::ChunkRef* chunk = put->add_chunks();
+      chunk->set_id(ids[i]);
+      chunk->set_length(static_cast<uint32_t>(contents[i].size()));
+      size += contents[i].size();
+    }
+    put->set_size(size);
+    return op;
+  }
+
+  std::string dir_;
+  std::unique_ptr<BackupServer> server_;
+  std::unique_ptr<v1::Backup::Stub> stub_;
+  v1::HelloReply hello_;
+};
+
+TEST_F(BackupServiceTest, HelloCreatesRepoOnceWithStableSecret) {
+  EXPECT_EQ(hello_.chunk_secret().size(), 32u);
+  EXPECT_EQ(hello_.applied_seq(), 0u);
+  EXPECT_GT(hello_.max_chunk_size(), 0u);
+  v1::HelloRequest hello;
+  hello.set_repo("home");
+  hello.set_journal_id("j1");
+  v1::HelloReply again;
+  grpc::ClientContext context;
+  ASSERT_TRUE(stub_->Hello(&context, hello, &again).ok());
+  EXPECT_EQ(again.chunk_secret(), hello_.chunk_secret());
+
+  hello.set_repo(std::string("bad\0name", 8));
+  grpc::ClientContext bad_context;
+  EXPECT_EQ(stub_->Hello(&bad_context, hello, &again).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(BackupServiceTest, UnknownRepoIsNotFound) {
+  v1::MissingChunksRequest request;
+  request.set_repo("nobody");
+  v1::MissingChunksReply reply;
+  grpc::ClientContext context;
+  EXPECT_EQ(stub_->MissingChunks(&context, request, &reply).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(BackupServiceTest, UploadWithWrongIdIsRejectedAndNothingStored) {
+  const std::string data = "some bytes";
+  std::string wrong = IdOf(data);
+  wrong[0] ^= 1;
+  v1::UploadReply reply;
+  EXPECT_EQ(SendUploads({Upload(wrong, data, false)}, &reply).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+
+  v1::MissingChunksRequest request;
+  request.set_repo("home");
+  request.add_ids(wrong);
+  v1::MissingChunksReply missing;
+  grpc::ClientContext context;
+  ASSERT_TRUE(stub_->MissingChunks(&context, request, &missing).ok());
+  EXPECT_EQ(missing.ids_size(), 1);
+}
+
+TEST_F(BackupServiceTest, UploadWithWrongLengthOrOversizeIsRejected) {
+  const std::string data(1000, 'z');
+  v1::ChunkUpload upload = Upload(IdOf(data), data, true);
+  upload.set_length(999);
+  v1::UploadReply reply;
+  EXPECT_EQ(SendUploads({upload}, &reply).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  upload.set_length(hello_.max_chunk_size() + 1);
+  EXPECT_EQ(SendUploads({upload}, &reply).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  v1::ChunkUpload garbage = Upload(IdOf(data), data, false);
+  garbage.set_compressed(true);  // raw bytes claimed to be zstd
+  EXPECT_EQ(SendUploads({garbage}, &reply).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(BackupServiceTest, PutNamingMissingChunkFailsAndCommitsNothing) {
+  v1::Operation dir;
+  dir.mutable_put()->set_path("d");
+  dir.mutable_put()->set_type(v1::NodeState::DIRECTORY);
+  v1::Operation remove;
+  remove.set_seq(5);
+  remove.set_remove("gone");
+  const std::string data = "never uploaded";
+  v1::ApplyReply reply;
+  EXPECT_EQ(ApplyOps({dir, remove, PutFile("d/f", {IdOf(data)}, {data}, 6)}, &reply).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_TRUE(ListAll().empty());
+  v1::HelloRequest hello;
+  hello.set_repo("home");
+  hello.set_journal_id("j1");
+  v1::HelloReply again;
+  grpc::ClientContext context;
+  ASSERT_TRUE(stub_->Hello(&context, hello, &again).ok());
+  EXPECT_EQ(again.applied_seq(), 0u);
+}
+
+TEST_F(BackupServiceTest, HostilePathsAreInvalidArgument) {
+  for (const std::string& path : {std::string("../x"), std::string("/abs"), std::string("a/../b"),
+                                  std::string("a\0b", 3), std::string(5000, 'p')}) {
+    v1::Operation put;
+    put.mutable_put()->set_path(path);
+    put.mutable_put()->set_type(v1::NodeState::DIRECTORY);
+    v1::Operation remove;
+    remove.set_seq(1);
+    remove.set_remove(path);
+    v1::Operation rename;
+    rename.set_seq(1);
+    rename.mutable_rename()->set_from("ok");
+    rename.mutable_rename()->set_to(path);
+    for (const v1::Operation& op : {put, remove, rename}) {
+      v1::ApplyReply reply;
+      EXPECT_EQ(ApplyOps({op}, &reply).error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+          << op.DebugString();
+    }
+    v1::ListRequest list;
+    list.set_repo("home");
+    list.add_paths(path);
+    grpc::ClientContext context;
+    auto reader = stub_->List(&context, list);
+    v1::NodeState state;
+    while (reader->Read(&state)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  EXPECT_TRUE(ListAll().empty());
+}
+
+TEST_F(BackupServiceTest, FullRoundTripUploadApplyListRead) {
+  const std::string text(300000, 'x');  // compresses well
+  std::string noise(5000, '\0');
+  for (size_t i = 0; i < noise.size(); ++i) noise[i] = static_cast<char>((i * 2654435761u) >> 13);
+  const std::vector<std::string> contents = {text, noise};
+  const std::vector<std::string> ids = {IdOf(text), IdOf(noise)};
+
+  v1::MissingChunksRequest missing_request;
+  missing_request.set_repo("home");
+  for (const auto& id : ids) missing_request.add_ids(id);
+  v1::MissingChunksReply missing;
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub_->MissingChunks(&context, missing_request, &missing).ok());
+    EXPECT_EQ(missing.ids_size(), 2);
+  }
+
+  v1::UploadReply upload_reply;
+  const grpc::Status uploaded = SendUploads(
+      {Upload(ids[0], text, true), Upload(ids[1], noise, false), Upload(ids[0], text, true)},
+      &upload_reply);
+  ASSERT_TRUE(uploaded.ok()) << uploaded.error_message();
+  EXPECT_EQ(upload_reply.stored(), 2u);
+  EXPECT_EQ(upload_reply.bytes_stored(), text.size() + noise.size());
+  {
+    grpc::ClientContext context;
+    missing.Clear();
+    ASSERT_TRUE(stub_->MissingChunks(&context, missing_request, &missing).ok());
+    EXPECT_EQ(missing.ids_size(), 0);
+  }
+
+  v1::Operation root;
+  root.mutable_put()->set_type(v1::NodeState::DIRECTORY);
+  v1::Operation rename;
+  rename.set_seq(9);
+  rename.mutable_rename()->set_from("tmp");
+  rename.mutable_rename()->set_to("file");
+  v1::ApplyReply apply_reply;
+  const grpc::Status applied =
+      ApplyOps({root, PutFile("tmp", ids, contents, 8), rename}, &apply_reply);
+  ASSERT_TRUE(applied.ok()) << applied.error_message();
+  EXPECT_EQ(apply_reply.applied_seq(), 9u);
+
+  const std::vector<v1::NodeState> states = ListAll();
+  ASSERT_EQ(states.size(), 2u);
+  EXPECT_EQ(states[0].path(), "");
+  const v1::NodeState& file = states[1];
+  EXPECT_EQ(file.path(), "file");
+  EXPECT_EQ(file.size(), text.size() + noise.size());
+  EXPECT_EQ(file.seq(), 9u);
+  EXPECT_GT(file.time_ns(), 0);
+  ASSERT_EQ(file.chunks_size(), 2);
+
+  v1::ReadChunksRequest read;
+  read.set_repo("home");
+  for (const auto& chunk : file.chunks()) read.add_ids(chunk.id());
+  grpc::ClientContext context;
+  auto reader = stub_->ReadChunks(&context, read);
+  std::string restored;
+  v1::ChunkData data;
+  while (reader->Read(&data)) restored += data.data();
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(restored, text + noise);
+}
+
+TEST_F(BackupServiceTest, ReadOfUnknownChunkIsNotFound) {
+  v1::ReadChunksRequest read;
+  read.set_repo("home");
+  read.add_ids(std::string(16, 'u'));
+  grpc::ClientContext context;
+  auto reader = stub_->ReadChunks(&context, read);
+  v1::ChunkData data;
+  EXPECT_FALSE(reader->Read(&data));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(BackupServiceTest, ChunksOfOneRepoAreInvisibleToAnother) {
+  const std::string data = "private";
+  v1::UploadReply upload_reply;
+  ASSERT_TRUE(SendUploads({Upload(IdOf(data), data, false)}, &upload_reply).ok());
+
+  v1::HelloRequest hello;
+  hello.set_repo("intruder");
+  v1::HelloReply intruder;
+  grpc::ClientContext hello_context;
+  ASSERT_TRUE(stub_->Hello(&hello_context, hello, &intruder).ok());
+  EXPECT_NE(intruder.chunk_secret(), hello_.chunk_secret());
+
+  v1::ReadChunksRequest read;
+  read.set_repo("intruder");
+  read.add_ids(IdOf(data));
+  grpc::ClientContext context;
+  auto reader = stub_->ReadChunks(&context, read);
+  v1::ChunkData chunk;
+  EXPECT_FALSE(reader->Read(&chunk));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(BackupServiceTest, SecondServerOnSameStoreIsRefused) {
+  ServerOptions options;
+  options.listen_address = "127.0.0.1:0";
+  options.store_dir = dir_ + "/store";
+  auto second = BackupServer::Start(options);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(std::filesystem::exists(dir_ + "/store/REPLIFS-SERVER-STORE"));
+}
+
+}  // namespace
+}  // namespace replifs::server

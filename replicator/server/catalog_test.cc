@@ -132,6 +132,13 @@ TEST_F(CatalogTest, RemoveDeletesWholeSubtreeOnly) {
   EXPECT_EQ(ListPaths(15).size(), 6u);  // history is kept
 }
 
+TEST_F(CatalogTest, PutOfFileOverDirectoryRemovesWhatWasBelow) {
+  ASSERT_TRUE(Apply({Dir("a", 10), File("a/x", 10), File("ab", 10)}).ok());
+  ASSERT_TRUE(Apply({File("a", 20)}).ok());
+  EXPECT_EQ(ListPaths(), (Paths{"a", "ab"}));
+  EXPECT_EQ(Find("a").type(), v1::NodeState::REGULAR);
+}
+
 TEST_F(CatalogTest, RenameDirectoryMovesEverythingBelow) {
   ASSERT_TRUE(Apply({Dir("d", 10), File("d/f", 10, 0600), Dir("d/s", 10), File("d/s/g", 10),
                      File("d2", 10)})

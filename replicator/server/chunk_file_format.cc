@@ -32,8 +32,8 @@ std::string EncodeChunkFile(std::string_view data) {
 
   const size_t bound = ZSTD_compressBound(data.size());
   file.resize(kChunkFileHeaderSize + bound);
-  const size_t compressed = ZSTD_compress(&file[kChunkFileHeaderSize], bound, data.data(),
-                                          data.size(), kZstdLevel);
+  const size_t compressed =
+      ZSTD_compress(&file[kChunkFileHeaderSize], bound, data.data(), data.size(), kZstdLevel);
   if (!ZSTD_isError(compressed) && compressed < data.size()) {
     file[5] = static_cast<char>(kFlagZstd);
     file.resize(kChunkFileHeaderSize + compressed);

@@ -24,8 +24,7 @@ absl::Status ValidateRepoId(int64_t repo_id) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<FileChunkStore>> FileChunkStore::Open(
-    const std::string& repos_dir) {
+absl::StatusOr<std::unique_ptr<FileChunkStore>> FileChunkStore::Open(const std::string& repos_dir) {
   if (::mkdir(repos_dir.c_str(), 0700) != 0 && errno != EEXIST) {
     return ErrnoError(errno, absl::StrCat("create ", repos_dir));
   }
@@ -46,7 +45,8 @@ absl::Status FileChunkStore::Put(int64_t repo_id, std::string_view id, std::stri
   REPLIFS_RETURN_IF_ERROR(ValidateRepoId(repo_id));
   REPLIFS_RETURN_IF_ERROR(ValidateChunkId(id));
   if (data.size() > kMaxStoredChunkLength) {
-    return absl::InvalidArgumentError(absl::StrCat("chunk of ", data.size(), " bytes is too large"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("chunk of ", data.size(), " bytes is too large"));
   }
   const std::string hex = absl::BytesToHexString(ToAbsl(id));
   REPLIFS_ASSIGN_OR_RETURN(UniqueFd dir, OpenFanoutDirectory(repo_id, hex, /*create=*/true));

@@ -75,15 +75,15 @@ absl::StatusOr<std::string> ReadFully(int fd, size_t max_size, std::string_view 
     }
     if (n == 0) return out;
     if (out.size() + static_cast<size_t>(n) > max_size) {
-      return absl::DataLossError(absl::StrCat(ToAbsl(what), ": file is larger than ", max_size, " bytes"));
+      return absl::DataLossError(
+          absl::StrCat(ToAbsl(what), ": file is larger than ", max_size, " bytes"));
     }
     out.append(buffer, static_cast<size_t>(n));
   }
 }
 
 absl::StatusOr<UniqueFd> OpenDirectoryAt(int parent_fd, const std::string& name) {
-  const int fd =
-      ::openat(parent_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  const int fd = ::openat(parent_fd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return ErrnoError(errno, absl::StrCat("open directory ", name));
   return UniqueFd(fd);
 }

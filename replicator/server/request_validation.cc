@@ -20,7 +20,8 @@ absl::Status ValidateNodeState(const v1::NodeState& state) {
   if (absl::Status status = ValidatePath(state.path(), /*allow_root=*/is_directory); !status.ok()) {
     return status;
   }
-  if (state.type() == v1::NodeState::TYPE_UNSPECIFIED || !v1::NodeState::Type_IsValid(state.type())) {
+  if (state.type() == v1::NodeState::TYPE_UNSPECIFIED ||
+      !v1::NodeState::Type_IsValid(state.type())) {
     return absl::InvalidArgumentError(
         absl::StrCat("put of \"", Printable(state.path()), "\": unknown node type"));
   }
@@ -92,8 +93,8 @@ absl::Status ValidatePath(std::string_view path, bool allow_root) {
     if (end == std::string_view::npos) end = path.size();
     const std::string_view component = path.substr(start, end - start);
     if (component.empty() || component == "." || component == "..") {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "path \"", Printable(path), "\" has an empty, \".\" or \"..\" component"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("path \"", Printable(path), "\" has an empty, \".\" or \"..\" component"));
     }
     if (component.size() > kMaxPathComponentSize) {
       return absl::InvalidArgumentError(
@@ -124,9 +125,9 @@ absl::Status ValidateOperations(const google::protobuf::RepeatedPtrField<v1::Ope
                  child[parent.size()] == '/';
         };
         if (is_below(to, from) || is_below(from, to)) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "rename of \"", Printable(from), "\" to \"", Printable(to),
-              "\": one path is inside the other"));
+          return absl::InvalidArgumentError(absl::StrCat("rename of \"", Printable(from),
+                                                         "\" to \"", Printable(to),
+                                                         "\": one path is inside the other"));
         }
         break;
       }

@@ -1,8 +1,12 @@
 // replifs-server [--listen HOST:PORT] [--store DIR]
+#include <limits.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <string>
 #include <string_view>
@@ -13,6 +17,7 @@
 namespace {
 
 constexpr int kUsageExit = 2;
+constexpr char kStoreRegistry[] = "/run/replifs-server";
 
 constexpr char kUsage[] =
     "usage: replifs-server [--listen HOST:PORT] [--store DIR]\n"
@@ -58,6 +63,17 @@ replifs::server::ServerOptions ParseFlags(int argc, char** argv) {
   return options;
 }
 
+// Running servers name their stores in /run/replifs-server/<pid>, so that
+// `replifs mount` can refuse to protect a directory holding a store.
+std::string RegisterStore(const std::string& store_dir) {
+  char resolved[PATH_MAX];
+  if (realpath(store_dir.c_str(), resolved) == nullptr) return "";
+  mkdir(kStoreRegistry, 0755);
+  const std::string path = std::string(kStoreRegistry) + "/" + std::to_string(getpid());
+  std::ofstream(path) << resolved << "\n";
+  return path;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -78,6 +94,7 @@ int main(int argc, char** argv) {
   auto server = replifs::server::BackupServer::Start(options);
   if (!server.ok()) Fail(std::string(server.status().message()));
   std::cout << "replifs-server listening on " << (*server)->address() << std::endl;
+  const std::string registration = RegisterStore(options.store_dir);
 
   std::thread signal_waiter([&shutdown_signals, &server] {
     int signal = 0;
@@ -86,5 +103,6 @@ int main(int argc, char** argv) {
   });
   (*server)->Wait();
   signal_waiter.join();
+  if (!registration.empty()) unlink(registration.c_str());
   return 0;
 }

@@ -7,8 +7,8 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "replicator/server/absl_string_view.h"
 #include "absl/time/clock.h"
+#include "replicator/server/absl_string_view.h"
 #include "replicator/server/status_macros.h"
 #include "replicator/server/version_codec.h"
 
@@ -150,13 +150,13 @@ absl::Status SqliteCatalog::Initialize() {
   const int64_t user_version = has_row ? version.ColumnInt(0) : 0;
   if (user_version == kSchemaVersion) return txn.Commit();
   if (user_version != 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("catalog: schema version ", user_version, " is not supported (this server "
-                     "reads version ", kSchemaVersion, ")"));
+    return absl::FailedPreconditionError(absl::StrCat("catalog: schema version ", user_version,
+                                                      " is not supported (this server "
+                                                      "reads version ",
+                                                      kSchemaVersion, ")"));
   }
   REPLIFS_RETURN_IF_ERROR(db_.Exec(kSchema));
-  REPLIFS_RETURN_IF_ERROR(
-      db_.Exec(absl::StrCat("PRAGMA user_version = ", kSchemaVersion).c_str()));
+  REPLIFS_RETURN_IF_ERROR(db_.Exec(absl::StrCat("PRAGMA user_version = ", kSchemaVersion).c_str()));
   return txn.Commit();
 }
 
@@ -166,8 +166,8 @@ absl::StatusOr<std::optional<Repo>> SqliteCatalog::LookupRepo(std::string_view n
   stmt.BindText(1, name);
   REPLIFS_ASSIGN_OR_RETURN(bool has_row, stmt.Step());
   if (!has_row) return std::nullopt;
-  return Repo{.id = stmt.ColumnInt(0), .name = std::string(name),
-              .chunk_secret = stmt.ColumnBlob(1)};
+  return Repo{
+      .id = stmt.ColumnInt(0), .name = std::string(name), .chunk_secret = stmt.ColumnBlob(1)};
 }
 
 absl::StatusOr<Repo> SqliteCatalog::FindOrCreateRepo(std::string_view name,
@@ -232,9 +232,8 @@ absl::Status SqliteCatalog::RecordChunk(int64_t repo_id, std::string_view id, ui
 
 absl::StatusOr<std::optional<uint32_t>> SqliteCatalog::RecordedChunkLength(int64_t repo_id,
                                                                            std::string_view id) {
-  REPLIFS_ASSIGN_OR_RETURN(
-      SqliteStatement stmt,
-      db_.Prepare("SELECT length FROM chunks WHERE repo_id = ?1 AND id = ?2"));
+  REPLIFS_ASSIGN_OR_RETURN(SqliteStatement stmt,
+                           db_.Prepare("SELECT length FROM chunks WHERE repo_id = ?1 AND id = ?2"));
   stmt.BindInt(1, repo_id);
   stmt.BindBlob(2, id);
   REPLIFS_ASSIGN_OR_RETURN(bool has_row, stmt.Step());
@@ -246,7 +245,8 @@ absl::StatusOr<uint32_t> SqliteCatalog::ChunkLength(int64_t repo_id, std::string
   absl::MutexLock lock(&mu_);
   REPLIFS_ASSIGN_OR_RETURN(std::optional<uint32_t> length, RecordedChunkLength(repo_id, id));
   if (!length.has_value()) {
-    return absl::NotFoundError(absl::StrCat("chunk ", absl::BytesToHexString(ToAbsl(id)), " not found"));
+    return absl::NotFoundError(
+        absl::StrCat("chunk ", absl::BytesToHexString(ToAbsl(id)), " not found"));
   }
   return *length;
 }
@@ -310,8 +310,8 @@ absl::StatusOr<std::vector<v1::NodeState>> SqliteCatalog::LiveLinkGroup(
   return states;
 }
 
-absl::Status SqliteCatalog::InsertVersion(int64_t repo_id, const v1::NodeState& state,
-                                          bool deleted, int64_t time_ns, uint64_t seq) {
+absl::Status SqliteCatalog::InsertVersion(int64_t repo_id, const v1::NodeState& state, bool deleted,
+                                          int64_t time_ns, uint64_t seq) {
   // Keep each path's times non-decreasing (FORMAT.md): a clock stepping back
   // must not hide this row behind an older one.
   REPLIFS_ASSIGN_OR_RETURN(
@@ -346,15 +346,15 @@ absl::Status SqliteCatalog::InsertVersion(int64_t repo_id, const v1::NodeState& 
   return insert.Run();
 }
 
-absl::Status SqliteCatalog::InsertDeletion(int64_t repo_id, std::string_view path,
-                                           int64_t time_ns, uint64_t seq) {
+absl::Status SqliteCatalog::InsertDeletion(int64_t repo_id, std::string_view path, int64_t time_ns,
+                                           uint64_t seq) {
   v1::NodeState tombstone;
   tombstone.set_path(std::string(path));
   return InsertVersion(repo_id, tombstone, /*deleted=*/true, time_ns, seq);
 }
 
-absl::Status SqliteCatalog::ApplyPut(int64_t repo_id, const v1::NodeState& state,
-                                     int64_t time_ns, uint64_t seq) {
+absl::Status SqliteCatalog::ApplyPut(int64_t repo_id, const v1::NodeState& state, int64_t time_ns,
+                                     uint64_t seq) {
   if (state.type() == v1::NodeState::REGULAR) {
     for (const v1::ChunkRef& chunk : state.chunks()) {
       REPLIFS_ASSIGN_OR_RETURN(std::optional<uint32_t> length,
@@ -369,6 +369,16 @@ absl::Status SqliteCatalog::ApplyPut(int64_t repo_id, const v1::NodeState& state
             "put of \"", absl::CHexEscape(state.path()), "\": chunk ",
             absl::BytesToHexString(chunk.id()), " has length ", *length, ", not ", chunk.length()));
       }
+    }
+  }
+  if (state.type() != v1::NodeState::DIRECTORY) {
+    // A directory replaced by a non-directory (seen by a rescan): what was
+    // below it is gone.
+    REPLIFS_ASSIGN_OR_RETURN(std::vector<v1::NodeState> below,
+                             LiveSubtree(repo_id, state.path(), kEndOfTime));
+    for (const v1::NodeState& old : below) {
+      if (old.path() == state.path()) continue;
+      REPLIFS_RETURN_IF_ERROR(InsertDeletion(repo_id, old.path(), time_ns, seq));
     }
   }
   REPLIFS_RETURN_IF_ERROR(InsertVersion(repo_id, state, /*deleted=*/false, time_ns, seq));
@@ -484,15 +494,13 @@ absl::StatusOr<std::vector<v1::NodeState>> SqliteCatalog::List(
     int64_t repo_id, int64_t at_time_ns, const std::vector<std::string>& paths) {
   absl::MutexLock lock(&mu_);
   const int64_t as_of = at_time_ns == 0 ? kEndOfTime : at_time_ns;
-  const bool everything =
-      paths.empty() || std::find(paths.begin(), paths.end(), "") != paths.end();
+  const bool everything = paths.empty() || std::find(paths.begin(), paths.end(), "") != paths.end();
   if (everything) return LiveSubtree(repo_id, "", as_of);
 
   // Requested subtrees may overlap ("a" and "a/b"): merge by path.
   std::map<std::string, v1::NodeState> merged;
   for (const std::string& path : paths) {
-    REPLIFS_ASSIGN_OR_RETURN(std::vector<v1::NodeState> states,
-                             LiveSubtree(repo_id, path, as_of));
+    REPLIFS_ASSIGN_OR_RETURN(std::vector<v1::NodeState> states, LiveSubtree(repo_id, path, as_of));
     for (v1::NodeState& state : states) {
       std::string key = state.path();
       merged.emplace(std::move(key), std::move(state));

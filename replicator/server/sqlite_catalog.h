@@ -32,8 +32,8 @@ class SqliteCatalog : public Catalog {
   absl::StatusOr<uint64_t> Apply(int64_t repo_id, std::string_view journal_id,
                                  const google::protobuf::RepeatedPtrField<v1::Operation>& ops,
                                  int64_t now_ns) override;
-  absl::StatusOr<std::vector<v1::NodeState>> List(
-      int64_t repo_id, int64_t at_time_ns, const std::vector<std::string>& paths) override;
+  absl::StatusOr<std::vector<v1::NodeState>> List(int64_t repo_id, int64_t at_time_ns,
+                                                  const std::vector<std::string>& paths) override;
 
  private:
   explicit SqliteCatalog(SqliteDb db) : db_(std::move(db)) {}
@@ -43,8 +43,7 @@ class SqliteCatalog : public Catalog {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<uint64_t> AppliedSeqLocked(int64_t repo_id, std::string_view journal_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<std::optional<uint32_t>> RecordedChunkLength(int64_t repo_id,
-                                                              std::string_view id)
+  absl::StatusOr<std::optional<uint32_t>> RecordedChunkLength(int64_t repo_id, std::string_view id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // The live states at `path` and below it as of `at_time_ns`, sorted by path.
@@ -59,11 +58,11 @@ class SqliteCatalog : public Catalog {
   // Inserts a version of state.path(); deleted rows carry only the path.
   absl::Status InsertVersion(int64_t repo_id, const v1::NodeState& state, bool deleted,
                              int64_t time_ns, uint64_t seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status InsertDeletion(int64_t repo_id, std::string_view path, int64_t time_ns,
-                              uint64_t seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status InsertDeletion(int64_t repo_id, std::string_view path, int64_t time_ns, uint64_t seq)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  absl::Status ApplyPut(int64_t repo_id, const v1::NodeState& state, int64_t time_ns,
-                        uint64_t seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ApplyPut(int64_t repo_id, const v1::NodeState& state, int64_t time_ns, uint64_t seq)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ApplyRemove(int64_t repo_id, std::string_view path, int64_t time_ns, uint64_t seq)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ApplyRename(int64_t repo_id, const v1::Operation::Rename& rename, int64_t time_ns,

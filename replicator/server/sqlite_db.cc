@@ -38,9 +38,7 @@ SqliteStatement& SqliteStatement::operator=(SqliteStatement&& other) noexcept {
 
 SqliteStatement::~SqliteStatement() { sqlite3_finalize(stmt_); }
 
-void SqliteStatement::BindInt(int index, int64_t value) {
-  sqlite3_bind_int64(stmt_, index, value);
-}
+void SqliteStatement::BindInt(int index, int64_t value) { sqlite3_bind_int64(stmt_, index, value); }
 
 void SqliteStatement::BindBlob(int index, std::string_view value) {
   // A zero-length blob must still be a BLOB (not NULL) so comparisons work.
@@ -70,9 +68,7 @@ void SqliteStatement::Reset() {
   sqlite3_clear_bindings(stmt_);
 }
 
-int64_t SqliteStatement::ColumnInt(int column) const {
-  return sqlite3_column_int64(stmt_, column);
-}
+int64_t SqliteStatement::ColumnInt(int column) const { return sqlite3_column_int64(stmt_, column); }
 
 std::string SqliteStatement::ColumnBlob(int column) const {
   const void* data = sqlite3_column_blob(stmt_, column);

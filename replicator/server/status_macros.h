@@ -6,12 +6,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-#define REPLIFS_RETURN_IF_ERROR(expr)              \
-  do {                                             \
-    if (::absl::Status replifs_status_ = (expr);   \
-        !replifs_status_.ok()) {                   \
-      return replifs_status_;                      \
-    }                                              \
+#define REPLIFS_RETURN_IF_ERROR(expr)                                     \
+  do {                                                                    \
+    if (::absl::Status replifs_status_ = (expr); !replifs_status_.ok()) { \
+      return replifs_status_;                                             \
+    }                                                                     \
   } while (0)
 
 #define REPLIFS_CONCAT_INNER_(a, b) a##b
