@@ -22,7 +22,11 @@ using ChangeOp = replifs::v1::ChangeEvent::Op;
 // child with no bookkeeping here, changes made underneath the overlay (shim,
 // restore) are seen too, and names are raw bytes. The over-mount does not
 // change the string: the fds live on the lower mount, whose path is the
-// mountpoint's. Cost: one readlink per event (perf is a later issue).
+// mountpoint's. A hard-linked file keeps an fd per name the kernel looked up
+// (Inode::alias_fds), so removing one name leaves another to report. The
+// alternative, parent/name links kept in the inode table, would have to
+// replay every rename and would miss changes made underneath.
+// Cost: one readlink per event (perf is a later issue).
 class EventReporter {
  public:
   // root_fd: the backing root (not owned); sink may be null (no reporting).

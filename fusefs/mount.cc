@@ -50,8 +50,9 @@ class FuseMount final : public PassthroughFs {
   const std::unique_ptr<FsState> state_;
 
   // Guards session_ (its existence, not its use by the loop) and running_.
-  // Never held while waiting for a FUSE request except in InvalidatePath,
-  // which only runs while the loop serves requests.
+  // Taken before InodeTable::mu_ (InvalidatePath). Held across a FUSE round
+  // trip only by Exit() and InvalidatePath(), and only while the loop runs:
+  // the workers that answer never take it.
   std::mutex mu_;
   std::condition_variable loop_done_;
   fuse_session* session_ = nullptr;

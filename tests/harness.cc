@@ -634,8 +634,13 @@ void ReplifsTest::DumpDiagnostics() {
     if (it->is_regular_file(ec)) std::cerr << " (" << it->file_size(ec) << " bytes)";
     std::cerr << "\n";
     auto name = it->path().filename().string();
-    if (name.find("log") != std::string::npos && it->is_regular_file(ec))
-      std::cerr << Tail(ReadSmallFile(it->path().string()), 6000) << "\n";
+    if (name.find("log") != std::string::npos && it->is_regular_file(ec)) {
+      std::string text = Tail(ReadSmallFile(it->path().string()), 6000);
+      size_t binary = std::count_if(text.begin(), text.end(), [](unsigned char c) {
+        return c == 0 || (c < 0x20 && c != '\n' && c != '\t' && c != '\r');
+      });
+      if (binary == 0) std::cerr << text << "\n";  // not the binary journal
+    }
   }
   std::cerr << "---- end diagnostics\n";
 }

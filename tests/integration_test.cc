@@ -320,6 +320,8 @@ TEST_F(ReplifsTest, RestoreAtTimeBetweenTwoEdits) {
   ASSERT_TRUE(MountOk({"--quiet-ms", "50", "--max-delay-ms", "200"}));
   const std::string v1 = "version one\n";
   const std::string v2 = "version two, a little longer\n";
+  // Let the initial upload of the pre-existing tree finish first.
+  ASSERT_TRUE(Succeeded(Sync()));
 
   const struct timespec edit1 = Now();
   WriteFile(P("versioned.txt"), v1);

@@ -84,6 +84,30 @@ TEST_F(MountTest, XattrsPassThroughAndAreReported) {
   EXPECT_EQ(r[0].xattr_name(), "user.x");
 }
 
+TEST_F(MountTest, PosixAclPassesThrough) {
+  // posix_acl_xattr format: version 2, then {tag, perm, id} entries.
+  struct Entry {
+    uint16_t tag, perm;
+    uint32_t id;
+  };
+  struct {
+    uint32_t version = 2;
+    Entry entries[5] = {{0x01, 6, ~0u},    // USER_OBJ rw
+                        {0x02, 6, 65534},  // USER nobody rw
+                        {0x04, 4, ~0u},    // GROUP_OBJ r
+                        {0x10, 6, ~0u},    // MASK rw
+                        {0x20, 4, ~0u}};   // OTHER r
+  } acl;
+  ASSERT_EQ(setxattr(M("hello.txt").c_str(), "system.posix_acl_access", &acl, sizeof(acl), 0), 0)
+      << strerror(errno);
+  char buf[sizeof(acl) + 16];
+  ASSERT_EQ(getxattr(B("hello.txt").c_str(), "system.posix_acl_access", buf, sizeof(buf)),
+            ssize_t(sizeof(acl)));
+  EXPECT_EQ(memcmp(buf, &acl, sizeof(acl)), 0);
+  EXPECT_EQ(sink_.Find(ChangeEvent::SETXATTR, "hello.txt").at(0).xattr_name(),
+            "system.posix_acl_access");
+}
+
 TEST_F(MountTest, InvalidatePathDropsCachedAttributes) {
   EXPECT_EQ(Lstat(M("hello.txt")).st_size, 12);  // now cached for 1 s
   WriteAll(B("hello.txt"), "changed underneath, longer");

@@ -61,6 +61,20 @@ TEST_F(MountTest, AppendReportsWhereTheBytesLanded) {
   EXPECT_EQ(writes[0].length(), 4u);
 }
 
+TEST_F(MountTest, LargeWritesArriveInMiBRequests) {
+  const std::string data(4 << 20, 'w');
+  int fd = open(M("large").c_str(), O_WRONLY | O_CREAT, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, data.data(), data.size()), ssize_t(data.size()));
+  close(fd);
+  auto writes = sink_.Find(ChangeEvent::WRITE, "large");
+  uint64_t total = 0;
+  for (const ChangeEvent& e : writes) total += e.length();
+  EXPECT_EQ(total, data.size());
+  EXPECT_LE(writes.size(), 4u) << "max_write is not 1 MiB";
+  EXPECT_EQ(Lstat(B("large")).st_size, off_t(data.size()));
+}
+
 TEST_F(MountTest, TruncateReportsNewSize) {
   ASSERT_EQ(truncate(M("hello.txt").c_str(), 5), 0);
   EXPECT_EQ(ReadAll(B("hello.txt")), "hello");

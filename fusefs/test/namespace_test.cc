@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <fstream>
 #include <functional>
+#include <thread>
 
 #include "fusefs/test/mount_fixture.h"
 
@@ -279,6 +281,48 @@ TEST_F(MountTest, ErrnoMatchesAPlainDirectory) {
   for (const char* p : {"/dir/inner.txt", "/dir", "/hello.txt", ""}) {
     remove((plain + p).c_str());
   }
+}
+
+// Many lookups from several threads, then the kernel forgets them all
+// (drop_caches sends FORGET / BATCH_FORGET); everything must still resolve.
+TEST_F(MountTest, ManyFilesSurviveForgets) {
+  constexpr int kThreads = 4, kPerThread = 150;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([this, t] {
+      std::string d = M("t" + std::to_string(t));
+      mkdir(d.c_str(), 0755);
+      for (int i = 0; i < kPerThread; ++i) {
+        WriteAll(d + "/f" + std::to_string(i), std::to_string(t * 1000 + i));
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(sink_.Find(ChangeEvent::CREATE).size(), size_t{kThreads * kPerThread});
+  // One O_PATH fd per inode the kernel holds: forgets must close them.
+  auto open_fds = [] {
+    int n = 0;
+    DIR* d = opendir("/proc/self/fd");
+    while (d != nullptr && readdir(d) != nullptr) ++n;
+    if (d != nullptr) closedir(d);
+    return n;
+  };
+  const int fds_before = open_fds();
+  sync();
+  std::ofstream("/proc/sys/vm/drop_caches") << "2";
+  EXPECT_LT(open_fds(), fds_before - kThreads * kPerThread / 2);
+  for (int t = 0; t < kThreads; ++t) {
+    for (int i = 0; i < kPerThread; ++i) {
+      std::string rel = "t" + std::to_string(t) + "/f" + std::to_string(i);
+      ASSERT_EQ(ReadAll(M(rel)), std::to_string(t * 1000 + i)) << rel;
+    }
+  }
+  ASSERT_EQ(rename(M("t0").c_str(), M("t0-renamed").c_str()), 0);
+  sink_.Clear();
+  WriteAll(M("t0-renamed/f7"), "x");
+  auto w = sink_.Find(ChangeEvent::WRITE);
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_EQ(w[0].path(), "t0-renamed/f7");
 }
 
 }  // namespace

@@ -50,6 +50,26 @@ class BackupClient::BatchBuilder {
     return absl::OkStatus();
   }
 
+  // The object as the event saw it, without content or xattrs.
+  void AddPutFromEvent(const v1::ChangeEvent& event, uint64_t seq, int64_t time_ns) {
+    const v1::Attributes& attributes = event.attributes();
+    v1::Operation op;
+    op.set_seq(seq);
+    op.set_time_ns(time_ns);
+    v1::NodeState* state = op.mutable_put();
+    state->set_path(event.path());
+    state->set_type(NodeTypeOf(attributes.mode()));
+    if (state->type() == v1::NodeState::TYPE_UNSPECIFIED) return;  // the event did not say
+    state->set_mode(attributes.mode() & 07777);
+    state->set_uid(attributes.uid());
+    state->set_gid(attributes.gid());
+    state->set_mtime_ns(attributes.mtime_ns());
+    state->set_rdev(attributes.rdev());
+    state->set_symlink_target(event.symlink_target());
+    if (state->type() == v1::NodeState::SYMLINK) state->set_size(event.symlink_target().size());
+    operations_.push_back(std::move(op));
+  }
+
   void AddRemove(const std::string& path, uint64_t seq, int64_t time_ns) {
     v1::Operation op;
     op.set_seq(seq);
@@ -146,9 +166,6 @@ absl::Status BackupClient::Execute(const std::vector<v1::BackupCommand>& batch,
 absl::Status BackupClient::ExecuteLocked(const std::vector<v1::BackupCommand>& batch,
                                          std::vector<size_t>* stale) {
   BatchBuilder builder(connection_.get(), backing_root_fd_, &stats_);
-  // Directories whose entries changed: their mtime changed too.
-  std::set<std::string> touched_directories;
-  uint64_t batch_seq = 0;
   auto next_time = [this](int64_t time_ns) {
     last_time_ns_ = std::max(time_ns, last_time_ns_ + 1);
     return last_time_ns_;
@@ -157,20 +174,18 @@ absl::Status BackupClient::ExecuteLocked(const std::vector<v1::BackupCommand>& b
   for (size_t i = 0; i < batch.size(); ++i) {
     const v1::BackupCommand& command = batch[i];
     const uint64_t seq = MaxSeq(command);
-    batch_seq = std::max(batch_seq, seq);
     if (command.kind() == v1::BackupCommand::NAMESPACE) {
       const v1::ChangeEvent& event = command.event();
       const int64_t time_ns = next_time(event.time_ns());
       switch (event.op()) {
         case v1::ChangeEvent::RENAME:
+          // Directory mtimes changed by namespace operations come as the
+          // scheduler's ATTRIBUTES commands for the parents.
           builder.AddRename(event, time_ns);
-          touched_directories.insert(ParentPath(event.path()));
-          touched_directories.insert(ParentPath(event.new_path()));
           break;
         case v1::ChangeEvent::UNLINK:
         case v1::ChangeEvent::RMDIR:
           builder.AddRemove(event.path(), seq, time_ns);
-          touched_directories.insert(ParentPath(event.path()));
           break;
         case v1::ChangeEvent::LINK: {
           // Both names now belong to a link group: put both.
@@ -178,21 +193,23 @@ absl::Status BackupClient::ExecuteLocked(const std::vector<v1::BackupCommand>& b
             absl::Status status = builder.AddPut(path, seq, time_ns, 0);
             if (!status.ok() && !absl::IsNotFound(status)) return status;
           }
-          touched_directories.insert(ParentPath(event.new_path()));
           break;
         }
         default: {  // CREATE, MKDIR, MKNOD, SYMLINK, RESCAN: send the path as it is now
-          absl::Status status = builder.AddPut(event.path(), seq, time_ns, 0);
-          if (absl::IsNotFound(status)) {
-            // Gone already: a later UNLINK says so, except for a rescan,
-            // which exists to find out.
-            if (event.op() == v1::ChangeEvent::RESCAN) builder.AddRemove(event.path(), seq, time_ns);
+          const bool rescan = event.op() == v1::ChangeEvent::RESCAN;
+          absl::Status status = builder.AddPut(event.path(), seq, time_ns, rescan ? 0 : event.inode());
+          if (rescan && absl::IsNotFound(status)) {
+            builder.AddRemove(event.path(), seq, time_ns);  // a rescan exists to find this out
+          } else if (absl::IsNotFound(status) || absl::IsFailedPrecondition(status)) {
+            // Renamed away (or replaced) since: put what the event saw, so
+            // that the RENAME that follows in journal order finds it. Its
+            // content follows in the inode's CONTENT command.
+            builder.AddPutFromEvent(event, seq, time_ns);
           } else if (absl::IsAborted(status)) {
             // Still being written: its CONTENT command (or a later rescan) sends it.
           } else if (!status.ok()) {
             return status;
           }
-          if (!event.path().empty()) touched_directories.insert(ParentPath(event.path()));
           break;
         }
       }
@@ -207,10 +224,6 @@ absl::Status BackupClient::ExecuteLocked(const std::vector<v1::BackupCommand>& b
     } else if (!status.ok()) {
       return status;
     }
-  }
-  for (const std::string& directory : touched_directories) {
-    absl::Status status = builder.AddPut(directory, batch_seq, next_time(0), 0);
-    if (!status.ok() && !absl::IsNotFound(status)) return status;
   }
   if (absl::Status status = builder.FlushUploads(); !status.ok()) return status;
   if (builder.operations().empty()) return absl::OkStatus();

@@ -27,7 +27,8 @@ absl::Status Errno(absl::string_view what, absl::string_view path) {
 
 // Opens the directory that will hold `path`, component by component with
 // O_NOFOLLOW, so nothing already in the destination can redirect a write
-// outside it.
+// outside it. A missing directory is created (its listing entry, if any,
+// sets its attributes later).
 absl::StatusOr<int> OpenParent(int dest_fd, const std::string& path) {
   int fd = dup(dest_fd);
   std::string parent = ParentPath(path);
@@ -36,6 +37,7 @@ absl::StatusOr<int> OpenParent(int dest_fd, const std::string& path) {
     size_t end = parent.find('/', start);
     if (end == std::string::npos) end = parent.size();
     std::string name = parent.substr(start, end - start);
+    mkdirat(fd, name.c_str(), 0755);
     int next = openat(fd, name.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     close(fd);
     if (next < 0) return Errno("open directory", parent);
@@ -222,14 +224,6 @@ absl::StatusOr<RestoreStats> RestoreTree(RepoConnection& connection, const Resto
             [](const v1::NodeState& a, const v1::NodeState& b) { return a.path() < b.path(); });
   TreeWriter writer(connection, dest_fd);
   std::map<uint64_t, std::string> link_leaders;  // link group -> first path restored
-  // Parent directories of named paths that the listing lacks.
-  for (const std::string& path : options.paths) {
-    const std::string parent = ParentPath(path);
-    for (size_t end = 0; end != std::string::npos && !parent.empty();) {
-      end = parent.find('/', end + 1);
-      mkdirat(dest_fd, parent.substr(0, end).c_str(), 0755);
-    }
-  }
   for (const v1::NodeState& node : *nodes) {
     if (!IsSafeRelativePath(node.path())) {
       return absl::DataLossError(absl::StrCat("server listed an unsafe path '", node.path(), "'"));

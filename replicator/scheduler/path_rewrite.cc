@@ -14,4 +14,9 @@ std::optional<std::string> Rebase(const std::string& path, const std::string& fr
   return to + path.substr(from.size());
 }
 
+std::string ParentOf(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? std::string() : path.substr(0, slash);
+}
+
 }  // namespace replifs::scheduler

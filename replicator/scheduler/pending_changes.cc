@@ -65,12 +65,45 @@ void PendingChanges::Add(const ChangeEvent& event, absl::Time now) {
     case EventClass::kNamespace:
       outstanding_.insert(event.seq());
       AddNamespace(event);
+      TouchParents(event, now);
       break;
     case EventClass::kUnknown:
       // Nothing to send; it must not hold the watermark back forever.
       std::fprintf(stderr, "replifs scheduler: ignoring event seq %llu with unknown op %d\n",
                    static_cast<unsigned long long>(event.seq()), static_cast<int>(event.op()));
       break;
+  }
+}
+
+void PendingChanges::EraseOutstanding(uint64_t seq) {
+  if (auto it = outstanding_.find(seq); it != outstanding_.end()) outstanding_.erase(it);
+}
+
+void PendingChanges::TouchParents(const ChangeEvent& event, absl::Time now) {
+  // Adding or removing an entry changes its directory's mtime. The directory
+  // is keyed by path (events do not carry its inode), so later renames move
+  // the entry along with the directory.
+  auto touch = [&](const std::string& path) {
+    ChangeEvent touched;
+    touched.set_op(ChangeEvent::SETATTR);
+    touched.set_seq(event.seq());
+    touched.set_time_ns(event.time_ns());
+    touched.set_path(ParentOf(path));
+    outstanding_.insert(event.seq());
+    files_[KeyFor(0, touched.path())].Apply(touched, now);
+  };
+  switch (event.op()) {
+    case ChangeEvent::RESCAN:
+      return;  // a rescan names every path that differs, directories included
+    case ChangeEvent::RENAME:
+      touch(event.path());
+      if (ParentOf(event.new_path()) != ParentOf(event.path())) touch(event.new_path());
+      return;
+    case ChangeEvent::LINK:
+      touch(event.new_path());
+      return;
+    default:
+      touch(event.path());
   }
 }
 
@@ -210,14 +243,14 @@ void PendingChanges::Complete(Batch batch, const std::vector<size_t>& stale_inde
   const std::set<size_t> stale(stale_indexes.begin(), stale_indexes.end());
   for (size_t i = 0; i < batch.namespace_count; ++i) {
     // `stale` is meant for file commands only; a namespace command is done.
-    for (const uint64_t seq : batch.commands[i].seqs()) outstanding_.erase(seq);
+    for (const uint64_t seq : batch.commands[i].seqs()) EraseOutstanding(seq);
   }
   for (size_t j = 0; j < batch.file_keys.size(); ++j) {
     auto node = in_flight_.extract(batch.file_keys[j]);
     DirtyFile& file = node.mapped();
     const bool is_stale = stale.count(batch.namespace_count + j) > 0;
     if (!is_stale) {
-      for (const uint64_t seq : file.seqs) outstanding_.erase(seq);
+      for (const uint64_t seq : file.seqs) EraseOutstanding(seq);
       continue;
     }
     if (file.unlinked) continue;  // its namespace command owns the seqs now
@@ -225,7 +258,7 @@ void PendingChanges::Complete(Batch batch, const std::vector<size_t>& stale_inde
       std::fprintf(
           stderr, "replifs scheduler: giving up on %s (inode %llu) after %d stale round trips\n",
           file.path.c_str(), static_cast<unsigned long long>(file.inode), kMaxStaleRoundTrips);
-      for (const uint64_t seq : file.seqs) outstanding_.erase(seq);
+      for (const uint64_t seq : file.seqs) EraseOutstanding(seq);
       dropped_stale_++;
       continue;
     }

@@ -59,6 +59,8 @@ class PendingChanges {
  private:
   static std::string KeyFor(uint64_t inode, const std::string& path);
   void AddNamespace(const replifs::v1::ChangeEvent& event);
+  void TouchParents(const replifs::v1::ChangeEvent& event, absl::Time now);
+  void EraseOutstanding(uint64_t seq);
   // Moves the seqs of dying pending files into `command` (which now stands for
   // them) and flags dying in-flight ones; `dies` picks them.
   template <typename Predicate>
@@ -70,7 +72,9 @@ class PendingChanges {
   std::deque<replifs::v1::BackupCommand> namespace_queue_;  // journal order
   std::map<std::string, DirtyFile> files_;                  // pending, by KeyFor
   std::map<std::string, DirtyFile> in_flight_;              // sent in the current batch, by KeyFor
-  std::set<uint64_t> outstanding_;                          // seqs not yet done
+  // Seqs not yet done. A multiset: a namespace event's seq is also held by
+  // the attribute entry of the directory it changed.
+  std::multiset<uint64_t> outstanding_;
   uint64_t highest_seq_;
   uint64_t dropped_stale_ = 0;
 };

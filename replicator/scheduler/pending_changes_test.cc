@@ -15,8 +15,23 @@ class PendingChangesTest : public ::testing::Test {
     policy_.quiet_interval = absl::Seconds(1);
     policy_.max_delay = absl::Seconds(10);
   }
-  // Everything, ready or not (a flush covering all seqs).
-  Batch TakeAll() { return pending_.TakeBatch(now_, policy_, UINT64_MAX); }
+  // Everything, ready or not (a flush covering all seqs), without the
+  // directory-mtime touches (ATTRIBUTES, no inode) tested on their own below.
+  Batch TakeAll() {
+    Batch batch = pending_.TakeBatch(now_, policy_, UINT64_MAX);
+    std::erase_if(batch.commands, IsDirectoryTouch);
+    return batch;
+  }
+  static bool IsDirectoryTouch(const BackupCommand& command) {
+    return command.kind() == BackupCommand::ATTRIBUTES && command.inode() == 0;
+  }
+  std::vector<std::string> TouchedDirectories(const Batch& batch) {
+    std::vector<std::string> paths;
+    for (const auto& command : batch.commands) {
+      if (IsDirectoryTouch(command)) paths.push_back(command.path());
+    }
+    return paths;
+  }
 
   SchedulerPolicy policy_;
   PendingChanges pending_{0};
@@ -25,6 +40,28 @@ class PendingChangesTest : public ::testing::Test {
 
 std::vector<uint64_t> Seqs(const BackupCommand& command) {
   return {command.seqs().begin(), command.seqs().end()};
+}
+
+TEST_F(PendingChangesTest, NamespaceEventsTouchTheirParentDirectories) {
+  pending_.Add(Event(1, ChangeEvent::MKDIR, "a"), now_);
+  pending_.Add(Event(2, ChangeEvent::CREATE, "a/f", 5), now_);
+  pending_.Add(Rename(3, "a", "b"), now_);  // the touch of "a" follows the directory
+  Batch batch = pending_.TakeBatch(now_, policy_, UINT64_MAX);
+  EXPECT_EQ(TouchedDirectories(batch), (std::vector<std::string>{"", "b"}));
+  // Done only when both the namespace commands and the touches are.
+  EXPECT_EQ(pending_.acked_seq(), 0u);
+  pending_.Complete(std::move(batch), {}, now_, policy_);
+  EXPECT_EQ(pending_.acked_seq(), 3u);
+}
+
+TEST_F(PendingChangesTest, RmdirDropsTheTouchOfTheRemovedDirectory) {
+  pending_.Add(Event(1, ChangeEvent::CREATE, "d/f", 5), now_);
+  pending_.Add(Event(2, ChangeEvent::UNLINK, "d/f", 5), now_);
+  pending_.Add(Event(3, ChangeEvent::RMDIR, "d"), now_);
+  Batch batch = pending_.TakeBatch(now_, policy_, UINT64_MAX);
+  EXPECT_EQ(TouchedDirectories(batch), (std::vector<std::string>{""}));
+  pending_.Complete(std::move(batch), {}, now_, policy_);
+  EXPECT_EQ(pending_.acked_seq(), 3u);
 }
 
 TEST_F(PendingChangesTest, RenameExchangeSwapsPaths) {
