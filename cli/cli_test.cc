@@ -10,7 +10,7 @@ namespace {
 TEST(TimeSpec, ParsesRfc3339WithFractionAndOffset) {
   auto t = ParseTimeSpec("2026-11-25T10:00:00.250Z");
   ASSERT_TRUE(t.ok()) << t.status();
-  EXPECT_EQ(*t, 1795428000250000000);
+  EXPECT_EQ(*t, 1795600800250000000);
   auto offset = ParseTimeSpec("2026-11-25T11:00:00.250+01:00");
   ASSERT_TRUE(offset.ok());
   EXPECT_EQ(*offset, *t);
@@ -18,9 +18,9 @@ TEST(TimeSpec, ParsesRfc3339WithFractionAndOffset) {
 }
 
 TEST(TimeSpec, ParsesUnixSecondsExactly) {
-  auto t = ParseTimeSpec("@1795428000.25");
+  auto t = ParseTimeSpec("@1795600800.25");
   ASSERT_TRUE(t.ok());
-  EXPECT_EQ(*t, 1795428000250000000);
+  EXPECT_EQ(*t, 1795600800250000000);
   EXPECT_EQ(*ParseTimeSpec("@5"), 5'000'000'000);
   EXPECT_FALSE(ParseTimeSpec("@x").ok());
   EXPECT_FALSE(ParseTimeSpec("yesterday").ok());

@@ -65,7 +65,10 @@ grpc::Status ControlService::Status(grpc::ServerContext*, const v1::StatusReques
 grpc::Status ControlService::Flush(grpc::ServerContext*, const v1::FlushRequest* request,
                                    v1::FlushReply* reply) {
   // Best effort: what is not sent stays in the journal for the next mount.
-  (void)parts_.scheduler->FlushAndWait(TimeoutOf(request->timeout_seconds()));
+  // With the server unreachable there is no point in waiting.
+  absl::Duration timeout = TimeoutOf(request->timeout_seconds());
+  if (!parts_.client->stats().reachable) timeout = std::min(timeout, absl::Seconds(1));
+  (void)parts_.scheduler->FlushAndWait(timeout);
   reply->set_pending_changes(parts_.scheduler->stats().pending_events);
   return grpc::Status::OK;
 }

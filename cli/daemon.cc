@@ -10,7 +10,9 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <mutex>
 #include <thread>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
 
@@ -50,20 +52,57 @@ absl::StatusOr<int> LockStateDir(const std::string& dir) {
   return fd;
 }
 
+// Renames seen while the initial sync walks the tree: the walk may have
+// listed a directory under its old name and then found nothing there.
+class RenamesDuringWalk {
+ public:
+  void Observe(const v1::ChangeEvent& event) {
+    std::lock_guard lock(mutex_);
+    if (watching_ && event.op() == v1::ChangeEvent::RENAME) targets_.push_back(event.new_path());
+  }
+  // The targets seen so far; stops watching (atomically) when there are none.
+  std::vector<std::string> TakeOrStop() {
+    std::lock_guard lock(mutex_);
+    std::vector<std::string> out;
+    out.swap(targets_);
+    if (out.empty()) watching_ = false;
+    return out;
+  }
+  void Restart() {
+    std::lock_guard lock(mutex_);
+    watching_ = true;
+    targets_.clear();
+  }
+
+ private:
+  std::mutex mutex_;
+  bool watching_ = true;
+  std::vector<std::string> targets_;
+};
+
 // Compares the tree with the server once it can be reached, then stops.
 void RunInitialSync(client::BackupClient* backup, int root_fd, fusefs::EventSink* sink,
-                    client::ReconcileProgress* progress, const std::atomic<bool>* stopping) {
+                    RenamesDuringWalk* renames, client::ReconcileProgress* progress,
+                    const std::atomic<bool>* stopping) {
+  auto emit = [sink](v1::ChangeEvent event) { sink->OnChange(std::move(event)); };
   while (!*stopping) {
     absl::StatusOr<client::RepoConnection*> connection = backup->Connection();
-    if (connection.ok()) {
-      absl::Status status = client::Reconcile(
-          **connection, root_fd, [sink](v1::ChangeEvent event) { sink->OnChange(std::move(event)); },
-          progress);
-      if (status.ok()) return;
-      std::cerr << "replifs: initial sync: " << status << std::endl;
-      progress->scanned = 0;
-      progress->queued = 0;
+    absl::Status status = connection.status();
+    if (connection.ok()) status = client::Reconcile(**connection, root_fd, emit, progress);
+    while (status.ok()) {
+      std::vector<std::string> targets = renames->TakeOrStop();
+      if (targets.empty()) {
+        progress->done = true;
+        return;
+      }
+      for (const std::string& target : targets) {
+        status.Update(client::RescanSubtree(root_fd, target, emit, progress));
+      }
     }
+    std::cerr << "replifs: initial sync: " << status << std::endl;
+    renames->Restart();
+    progress->scanned = 0;
+    progress->queued = 0;
     for (int i = 0; i < 10 && !*stopping; ++i) absl::SleepFor(absl::Milliseconds(100));
   }
 }
@@ -126,6 +165,8 @@ int RunDaemon(const ProtectionConfig& config, const std::function<void(const abs
   if (!fs.ok()) return fail(fs.status());
 
   client::ReconcileProgress progress;
+  RenamesDuringWalk renames;
+  sink.SetObserver([&renames](const v1::ChangeEvent& event) { renames.Observe(event); });
   ControlService control({&config, journal_ptr, scheduler.get(), &backup, &progress,
                           [&sink] { return sink.rescan_needed(); }});
   const std::string socket_path = ControlSocketPath(config.state_dir);
@@ -143,7 +184,8 @@ int RunDaemon(const ProtectionConfig& config, const std::function<void(const abs
 
   scheduler->Start();
   std::atomic<bool> stopping{false};
-  std::thread initial_sync(RunInitialSync, &backup, root_fd, &sink, &progress, &stopping);
+  std::thread initial_sync(RunInitialSync, &backup, root_fd, &sink, &renames, &progress,
+                           &stopping);
   std::cerr << "replifs: protecting " << config.mountpoint << " (server " << config.server
             << ", repo " << config.repo << ", " << replayed << " journaled changes replayed)"
             << std::endl;

@@ -23,6 +23,7 @@ void JournalingSink::OnChange(v1::ChangeEvent event) {
     }
     return;
   }
+  if (observer_) observer_(event);
   scheduler_->Enqueue(std::move(event));
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <mutex>
 
 #include "fusefs/event_sink.h"
@@ -19,6 +20,12 @@ class JournalingSink : public fusefs::EventSink {
   void OnChange(v1::ChangeEvent event) override;
   void OnDurabilityBarrier() override;
 
+  // Called with every journaled event (under the ordering lock: keep it short).
+  void SetObserver(std::function<void(const v1::ChangeEvent&)> observer) {
+    std::lock_guard lock(order_mutex_);
+    observer_ = std::move(observer);
+  }
+
   // Set when an event could not be journaled (disk full): a rescan recovers.
   bool rescan_needed() const { return rescan_needed_; }
   void clear_rescan_needed() { rescan_needed_ = false; }
@@ -29,6 +36,7 @@ class JournalingSink : public fusefs::EventSink {
   // Held across append + enqueue so the scheduler sees events in seq order.
   std::mutex order_mutex_;
   std::atomic<bool> rescan_needed_{false};
+  std::function<void(const v1::ChangeEvent&)> observer_;  // guarded by order_mutex_
 };
 
 }  // namespace replifs::cli

@@ -1,5 +1,7 @@
 #include "replicator/client/backup_client.h"
 
+#include <cstdlib>
+#include <iostream>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -121,7 +123,9 @@ class BackupClient::BatchBuilder {
 };
 
 BackupClient::BackupClient(ConnectionOptions options, int backing_root_fd)
-    : options_(std::move(options)), backing_root_fd_(backing_root_fd) {}
+    : options_(std::move(options)),
+      backing_root_fd_(backing_root_fd),
+      trace_(getenv("REPLIFS_TRACE") != nullptr) {}
 
 absl::StatusOr<RepoConnection*> BackupClient::Connection() {
   std::lock_guard lock(mutex_);
@@ -227,6 +231,12 @@ absl::Status BackupClient::ExecuteLocked(const std::vector<v1::BackupCommand>& b
   }
   if (absl::Status status = builder.FlushUploads(); !status.ok()) return status;
   if (builder.operations().empty()) return absl::OkStatus();
+  if (trace_) {
+    for (const v1::Operation& op : builder.operations()) {
+      std::cerr << "replifs trace: apply seq " << op.seq() << " " << op.ShortDebugString().substr(0, 200)
+                << std::endl;
+    }
+  }
   absl::StatusOr<uint64_t> applied = connection_->Apply(builder.operations());
   if (!applied.ok()) return applied.status();
   ++stats_.commits;

@@ -44,6 +44,7 @@ class BackupClient : public scheduler::CommandExecutor {
 
   const ConnectionOptions options_;
   const int backing_root_fd_;
+  const bool trace_;  // REPLIFS_TRACE set: log every operation sent (daemon.log)
   mutable std::mutex mutex_;  // guards everything below; Execute runs one batch at a time
   std::unique_ptr<RepoConnection> connection_;
   int64_t last_time_ns_ = 0;  // versions get strictly increasing times

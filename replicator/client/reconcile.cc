@@ -1,5 +1,8 @@
 #include "replicator/client/reconcile.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <map>
 
 #include "replicator/client/node_snapshot.h"
@@ -9,18 +12,39 @@
 namespace replifs::client {
 namespace {
 
-bool SameCheapFields(const v1::NodeState& a, const v1::NodeState& b) {
+bool SameXattrs(const v1::NodeState& a, const v1::NodeState& b) {
+  if (a.xattrs_size() != b.xattrs_size()) return false;
+  for (int i = 0; i < a.xattrs_size(); ++i) {
+    if (a.xattrs(i).name() != b.xattrs(i).name() || a.xattrs(i).value() != b.xattrs(i).value()) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Everything but content: a content change without an mtime change is not
+// seen here (that needs the client's own record of ctime, a later step).
+bool SameMetadata(const v1::NodeState& a, const v1::NodeState& b) {
   return a.type() == b.type() && a.mode() == b.mode() && a.uid() == b.uid() && a.gid() == b.gid() &&
          a.size() == b.size() && a.mtime_ns() == b.mtime_ns() && a.rdev() == b.rdev() &&
          a.symlink_target() == b.symlink_target() &&
-         (a.link_group() != 0) == (b.link_group() != 0);
+         (a.link_group() != 0) == (b.link_group() != 0) && SameXattrs(a, b);
 }
 
-v1::ChangeEvent RescanEvent(const std::string& path) {
+// `st` null: the path is gone here (only the server has it).
+v1::ChangeEvent RescanEvent(const std::string& path, const struct stat* st) {
   v1::ChangeEvent event;
   event.set_op(v1::ChangeEvent::RESCAN);
   event.set_source(v1::ChangeEvent::RECONCILE);
   event.set_path(path);
+  if (st != nullptr) {
+    // The inode lets the scheduler follow the object through later renames.
+    event.set_inode(st->st_ino);
+    event.set_device(st->st_dev);
+    event.mutable_attributes()->set_mode(st->st_mode);
+    event.mutable_attributes()->set_size(st->st_size);
+    event.mutable_attributes()->set_inode(st->st_ino);
+  }
   return event;
 }
 
@@ -34,15 +58,15 @@ absl::Status Reconcile(RepoConnection& connection, int root_fd,
   std::map<std::string, v1::NodeState> remote;
   for (auto& node : *listing) remote.emplace(node.path(), std::move(node));
 
-  absl::Status status = WalkTree(root_fd, [&](const std::string& path, const struct stat&) {
+  absl::Status status = WalkTree(root_fd, [&](const std::string& path, const struct stat& st) {
     ++progress->scanned;
     absl::StatusOr<v1::NodeState> local = StatNode(root_fd, path);
     if (!local.ok()) return false;  // vanished: its unlink event covers it
     auto it = remote.find(path);
-    bool same = it != remote.end() && SameCheapFields(*local, it->second);
+    bool same = it != remote.end() && SameMetadata(*local, it->second);
     if (it != remote.end()) remote.erase(it);
     if (!same) {
-      emit(RescanEvent(path));
+      emit(RescanEvent(path, &st));
       ++progress->queued;
     }
     return true;
@@ -54,13 +78,33 @@ absl::Status Reconcile(RepoConnection& connection, int root_fd,
   bool have_removed = false;
   for (const auto& [path, node] : remote) {
     if (have_removed && PathIsAtOrBelow(path, last_removed)) continue;
-    emit(RescanEvent(path));
+    emit(RescanEvent(path, nullptr));
     ++progress->queued;
     last_removed = path;
     have_removed = true;
   }
-  progress->done = true;
   return absl::OkStatus();
+}
+
+absl::Status RescanSubtree(int root_fd, const std::string& path,
+                          const std::function<void(v1::ChangeEvent)>& emit,
+                          ReconcileProgress* progress) {
+  struct stat st;
+  if (fstatat(root_fd, path.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return absl::OkStatus();  // gone
+  emit(RescanEvent(path, &st));
+  ++progress->queued;
+  if (!S_ISDIR(st.st_mode)) return absl::OkStatus();
+  int dir_fd = openat(root_fd, path.c_str(), O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dir_fd < 0) return absl::OkStatus();  // replaced meanwhile; its own events cover it
+  absl::Status status = WalkTree(dir_fd, [&](const std::string& below, const struct stat& below_st) {
+    if (below.empty()) return true;
+    ++progress->scanned;
+    emit(RescanEvent(JoinPath(path, below), &below_st));
+    ++progress->queued;
+    return true;
+  });
+  close(dir_fd);
+  return status;
 }
 
 }  // namespace replifs::client

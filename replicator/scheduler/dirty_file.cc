@@ -1,5 +1,7 @@
 #include "replicator/scheduler/dirty_file.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <iterator>
 
@@ -27,6 +29,14 @@ void DirtyFile::Apply(const ChangeEvent& event, absl::Time now) {
       dirty.TruncateTo(event.new_size());
       truncated_to = was_truncated ? std::min(truncated_to, event.new_size()) : event.new_size();
       was_truncated = true;
+      break;
+    case ChangeEvent::RESCAN:  // state unknown: send it all
+      if (S_ISREG(event.attributes().mode())) {
+        content_changed = true;
+        if (event.attributes().size() > 0) dirty.Insert(0, event.attributes().size());
+      } else {
+        attributes_changed = true;
+      }
       break;
     default:  // SETATTR, SETXATTR, REMOVEXATTR
       attributes_changed = true;

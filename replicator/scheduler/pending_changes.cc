@@ -54,7 +54,12 @@ std::string PendingChanges::KeyFor(uint64_t inode, const std::string& path) {
 
 void PendingChanges::Add(const ChangeEvent& event, absl::Time now) {
   highest_seq_ = std::max(highest_seq_, event.seq());
-  switch (Classify(event.op())) {
+  EventClass event_class = Classify(event.op());
+  // A rescan of an object that exists names its inode: it follows renames
+  // like any change to that inode. Without one (the path is gone) it stays
+  // in namespace order and becomes a removal.
+  if (event.op() == ChangeEvent::RESCAN && event.inode() != 0) event_class = EventClass::kData;
+  switch (event_class) {
     case EventClass::kData:
     case EventClass::kAttributes: {
       outstanding_.insert(event.seq());

@@ -1,5 +1,7 @@
 #include "replicator/scheduler/pending_changes.h"
 
+#include <sys/stat.h>
+
 #include "gtest/gtest.h"
 #include "replicator/scheduler/test_events.h"
 
@@ -62,6 +64,29 @@ TEST_F(PendingChangesTest, RmdirDropsTheTouchOfTheRemovedDirectory) {
   EXPECT_EQ(TouchedDirectories(batch), (std::vector<std::string>{""}));
   pending_.Complete(std::move(batch), {}, now_, policy_);
   EXPECT_EQ(pending_.acked_seq(), 3u);
+}
+
+TEST_F(PendingChangesTest, RescanOfAnExistingObjectFollowsLaterRenames) {
+  // The initial sync names tree/a.txt (inode 5) and the directory (inode 4);
+  // the user renames the tree before the client gets to them.
+  ChangeEvent file = Event(1, ChangeEvent::RESCAN, "tree/a.txt", 5);
+  file.mutable_attributes()->set_mode(S_IFREG | 0644);
+  file.mutable_attributes()->set_size(100);
+  ChangeEvent dir = Event(2, ChangeEvent::RESCAN, "tree", 4);
+  dir.mutable_attributes()->set_mode(S_IFDIR | 0755);
+  pending_.Add(file, now_);
+  pending_.Add(dir, now_);
+  pending_.Add(Rename(3, "tree", "renamed"), now_);
+  pending_.Add(Event(4, ChangeEvent::RESCAN, "gone"), now_);  // no inode: only the server has it
+  const Batch batch = TakeAll();
+  ASSERT_EQ(batch.commands.size(), 4u);
+  EXPECT_EQ(batch.commands[0].event().op(), ChangeEvent::RENAME);
+  EXPECT_EQ(batch.commands[1].event().op(), ChangeEvent::RESCAN);
+  EXPECT_EQ(batch.commands[1].path(), "gone");
+  EXPECT_EQ(batch.commands[2].kind(), BackupCommand::CONTENT);
+  EXPECT_EQ(batch.commands[2].path(), "renamed/a.txt");
+  EXPECT_EQ(batch.commands[3].kind(), BackupCommand::ATTRIBUTES);
+  EXPECT_EQ(batch.commands[3].path(), "renamed");
 }
 
 TEST_F(PendingChangesTest, RenameExchangeSwapsPaths) {
