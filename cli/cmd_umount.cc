@@ -1,5 +1,7 @@
 // `replifs umount DIR [--lazy]`: send what can be sent, then unmount.
 #include <dirent.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <unistd.h>
@@ -32,14 +34,16 @@ std::string Readlink(const std::string& path) {
   return n < 0 ? "" : std::string(buf, n);
 }
 
-// Processes with a cwd, root, open file or mapping inside `dir` (what fuser -m shows).
-std::vector<std::string> ProcessesHolding(const std::string& dir) {
+// Processes with a cwd, root, open file or mapping inside `dir` (what fuser -m
+// shows), except the daemon: its fds point into the backing directory, whose
+// path is the same string.
+std::vector<std::string> ProcessesHolding(const std::string& dir, int daemon_pid) {
   std::vector<std::string> holders;
   DIR* proc = opendir("/proc");
   if (proc == nullptr) return holders;
   while (dirent* entry = readdir(proc)) {
     int pid = 0;
-    if (!absl::SimpleAtoi(entry->d_name, &pid) || pid == getpid()) continue;
+    if (!absl::SimpleAtoi(entry->d_name, &pid) || pid == getpid() || pid == daemon_pid) continue;
     const std::string base = absl::StrCat("/proc/", pid);
     bool holds = Under(Readlink(base + "/cwd"), dir) || Under(Readlink(base + "/root"), dir);
     if (DIR* fds = holds ? nullptr : opendir((base + "/fd").c_str())) {
@@ -69,13 +73,23 @@ std::vector<std::string> ProcessesHolding(const std::string& dir) {
   return holders;
 }
 
-void WaitForDaemonExit(const std::string& state_dir, absl::Duration timeout) {
-  int pid = 0;
+// The daemon holds an flock on its state directory's LOCK until it exits
+// (a pid would still answer while the process waits to be reaped).
+int DaemonPid(const std::string& state_dir) {
   std::string text;
   std::getline(std::ifstream(DaemonPidPath(state_dir)), text);
-  if (!absl::SimpleAtoi(text, &pid) || pid <= 0) return;
+  int pid = 0;
+  return absl::SimpleAtoi(text, &pid) ? pid : -1;
+}
+
+void WaitForDaemonExit(const std::string& state_dir, absl::Duration timeout) {
+  int fd = open((state_dir + "/LOCK").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
   absl::Time deadline = absl::Now() + timeout;
-  while (kill(pid, 0) == 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(20));
+  while (flock(fd, LOCK_EX | LOCK_NB) != 0 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  close(fd);
 }
 
 }  // namespace
@@ -107,7 +121,7 @@ int UmountCommand(const std::vector<std::string>& argv) {
   int flags = args->Has("lazy") ? MNT_DETACH : 0;
   if (umount2(dir->mountpoint.c_str(), flags) != 0) {
     if (errno == EBUSY) {
-      auto holders = ProcessesHolding(dir->mountpoint);
+      auto holders = ProcessesHolding(dir->mountpoint, DaemonPid(dir->config.state_dir));
       return Fail(absl::StrCat(dir->mountpoint, " is busy", holders.empty() ? "" : ", held by: ",
                                absl::StrJoin(holders, ", "), " (use --lazy to detach anyway)"));
     }

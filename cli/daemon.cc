@@ -196,7 +196,8 @@ int RunDaemon(const ProtectionConfig& config, const std::function<void(const abs
 
   stopping = true;
   initial_sync.join();
-  control_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  // Nothing in flight matters now: a late sync fails and says so.
+  control_server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
   scheduler->Stop();
   if (absl::Status s = journal_ptr->Sync(); !s.ok()) std::cerr << "replifs: journal sync: " << s << std::endl;
   (*fs)->Unmount();

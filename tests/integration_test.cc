@@ -3,6 +3,7 @@
 // directory that already has content), sync, status, verify, restore, umount.
 #include <fcntl.h>
 #include <grp.h>
+#include <signal.h>
 #include <linux/falloc.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -489,6 +490,90 @@ TEST_F(ReplifsTest, ErrorsAreOneClearLine) {
     ASSERT_TRUE(Succeeded(Restore(dest, {"after_double_mount.txt"})));
     EXPECT_TRUE(FileContentIs(dest + "/after_double_mount.txt", "still protected\n"));
   }
+}
+
+TEST_F(ReplifsTest, MountRefusesOverlappingPlacements) {
+  auto mount_with = [&](const std::string& dir, const std::string& state) {
+    return Run({"mount", dir, "--server", server_.address(), "--repo", "other", "--state", state});
+  };
+  {  // the state directory inside the protected directory
+    RunResult r = mount_with(prot_, P("docs/state"));
+    EXPECT_TRUE(FailedWithOneLine(r)) << "state dir inside DIR";
+    EXPECT_NE(r.err.find("state"), std::string::npos) << r.err;
+    EXPECT_FALSE(IsMounted(prot_));
+  }
+  {  // a server store inside the protected directory (found by its marker)
+    const std::string dir = FreshPath("holds_store");
+    ASSERT_EQ(mkdir(dir.c_str(), 0755), 0);
+    ASSERT_EQ(symlink(store_.c_str(), (dir + "/store_link").c_str()), 0);  // not a store itself
+    WriteFile(dir + "/REPLIFS-SERVER-STORE", "");
+    RunResult r = mount_with(dir, FreshPath("state_store"));
+    EXPECT_TRUE(FailedWithOneLine(r)) << "DIR is a server store";
+    EXPECT_NE(r.err.find("store"), std::string::npos) << r.err;
+    r = mount_with(store_, FreshPath("state_store2"));  // the running server's own store
+    EXPECT_TRUE(FailedWithOneLine(r)) << "DIR is the running server's store";
+    EXPECT_FALSE(IsMounted(store_));
+  }
+  ASSERT_TRUE(MountOk());
+  {  // inside, or around, a protected directory
+    RunResult inside = mount_with(P("docs"), FreshPath("state_inside"));
+    EXPECT_TRUE(FailedWithOneLine(inside)) << "DIR inside a protected dir";
+    RunResult around = mount_with(root_, FreshPath("state_around"));
+    EXPECT_TRUE(FailedWithOneLine(around)) << "DIR containing a protected dir";
+    EXPECT_EQ(MountCount(prot_), 1);
+    EXPECT_FALSE(IsMounted(root_));
+    std::cout << "[ refuse   ] " << inside.err << "[ refuse   ] " << around.err << std::flush;
+  }
+}
+
+TEST_F(ReplifsTest, BusyUmountNamesHoldersAndLazyDetaches) {
+  ASSERT_TRUE(MountOk());
+  const pid_t holder = fork();
+  if (holder == 0) {
+    if (chdir(P("docs").c_str()) != 0) _exit(1);
+    pause();
+    _exit(0);
+  }
+  ASSERT_GT(holder, 0);
+  // Let the child settle into the directory.
+  for (int i = 0; i < 100; ++i) {
+    char buf[4096];
+    ssize_t n = readlink(("/proc/" + std::to_string(holder) + "/cwd").c_str(), buf, sizeof(buf));
+    if (n > 0 && std::string(buf, n) == P("docs")) break;
+    usleep(10000);
+  }
+  RunResult busy = Umount();
+  EXPECT_TRUE(FailedWithOneLine(busy)) << "umount of a busy dir";
+  EXPECT_NE(busy.err.find(std::to_string(holder)), std::string::npos) << "names the holder: " << busy.err;
+  EXPECT_EQ(busy.err.find(std::to_string(DaemonPid())), std::string::npos) << "not the daemon: " << busy.err;
+  EXPECT_TRUE(IsMounted(prot_));
+  std::cout << "[ busy     ] " << busy.err << std::flush;
+  RunResult lazy = Umount(/*lazy=*/true);
+  EXPECT_TRUE(Succeeded(lazy));
+  EXPECT_FALSE(IsMounted(prot_));
+  kill(holder, SIGKILL);
+  waitpid(holder, nullptr, 0);
+}
+
+TEST_F(ReplifsTest, SyncFailsClearlyWhileTheServerIsDown) {
+  ASSERT_TRUE(MountOk());
+  ASSERT_TRUE(Succeeded(Sync()));
+  StopServer();
+  ASSERT_FALSE(server_.running());
+  WriteFile(P("while_down.txt"), "queued\n");
+  RunResult r = Run({"sync", prot_, "--timeout", "2"}, 60);
+  EXPECT_TRUE(FailedWithOneLine(r)) << "sync with the server down";
+  EXPECT_NE(r.err.find("unreachable"), std::string::npos) << r.err;
+  EXPECT_LT(r.seconds, 20.0);
+  RunResult status = Status();
+  EXPECT_NE(status.out.find("UNREACHABLE"), std::string::npos) << status.out;
+  EXPECT_GE(PendingChanges().value_or(0), 1);
+  std::cout << "[ down     ] sync: " << r.err << std::flush;
+  ASSERT_EQ(RestartServerSamePort(), "");
+  ASSERT_TRUE(Succeeded(Sync()));
+  const std::string dest = FreshPath("restore");
+  ASSERT_TRUE(Succeeded(Restore(dest, {"while_down.txt"})));
+  EXPECT_TRUE(FileContentIs(dest + "/while_down.txt", "queued\n"));
 }
 
 }  // namespace
