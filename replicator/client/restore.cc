@@ -213,8 +213,13 @@ absl::StatusOr<RestoreStats> RestoreTree(RepoConnection& connection, const Resto
   if (!options.paths.empty() && nodes->empty()) {
     return absl::NotFoundError("no such path in the backup at that time");
   }
-  if (mkdir(options.destination.c_str(), 0700) != 0 && errno != EEXIST) {
-    return Errno("create destination", options.destination);
+  // Like mkdir -p: a destination's missing parents are created too.
+  for (size_t end = 1; end != std::string::npos;) {
+    end = options.destination.find('/', end + 1);
+    const std::string prefix = options.destination.substr(0, end);
+    if (mkdir(prefix.c_str(), end == std::string::npos ? 0700 : 0755) != 0 && errno != EEXIST) {
+      return Errno("create destination", prefix);
+    }
   }
   int dest_fd = open(options.destination.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (dest_fd < 0) return Errno("open destination", options.destination);
