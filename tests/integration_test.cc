@@ -284,6 +284,12 @@ TEST_F(ReplifsTest, MixedWorkloadRoundTrip) {
   EXPECT_EQ(st.st_uid, 1000u);
   EXPECT_EQ(st.st_gid, 1000u);
   EXPECT_TRUE(FileContentIs(dest + "/big.bin", big));
+  // Holes stay holes: grow.bin was extended from a few KiB to 5 MiB by truncate.
+  ASSERT_EQ(lstat((dest + "/grow.bin").c_str(), &st), 0) << strerror(errno);
+  EXPECT_EQ(st.st_size, 5 << 20);
+  EXPECT_LT(st.st_blocks * 512, 1 << 20) << "the restored sparse file is not sparse";
+  std::cout << "[ sparse   ] grow.bin: " << st.st_size << " bytes, " << st.st_blocks * 512
+            << " allocated" << std::endl;
 }
 
 TEST_F(ReplifsTest, SyncCoversOpenDescriptorAndSharedMapping) {
