@@ -2,6 +2,8 @@
 
 #include <cstdlib>
 #include <iostream>
+#include <algorithm>
+#include <map>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -25,31 +27,61 @@ uint64_t MaxSeq(const v1::BackupCommand& command) {
 // asking the server which ones it lacks, a window at a time.
 class BackupClient::BatchBuilder {
  public:
-  BatchBuilder(RepoConnection* connection, int root_fd, BackupClientStats* stats)
-      : connection_(connection), root_fd_(root_fd), stats_(stats) {}
+  BatchBuilder(RepoConnection* connection, int root_fd, ChunkMapStore* maps,
+               BackupClientStats* stats)
+      : connection_(connection), root_fd_(root_fd), maps_(maps), stats_(stats) {}
 
-  // Snapshot of `path` as a put; NotFound if it is gone.
+  // Snapshot of `path` as a put; NotFound if it is gone. With `command`
+  // (CONTENT or ATTRIBUTES) the file's chunk map limits what is read.
   absl::Status AddPut(const std::string& path, uint64_t seq, int64_t time_ns,
-                      uint64_t expected_inode) {
+                      uint64_t expected_inode, const v1::BackupCommand* command = nullptr) {
     ContentSnapshotOptions options;
     options.expected_inode = expected_inode;
-    auto sink = [this](const chunker::ChunkId& id, std::span<const uint8_t> data) {
-      stats_->bytes_read += data.size();
-      std::string key = id.ToBytes();
-      if (!queued_ids_.insert(key).second) return absl::OkStatus();
-      pending_.push_back({std::move(key), std::string(data.begin(), data.end())});
-      pending_bytes_ += data.size();
-      return pending_bytes_ >= kUploadBatchBytes ? FlushUploads() : absl::OkStatus();
-    };
-    absl::StatusOr<v1::NodeState> state =
-        SnapshotNode(root_fd_, path, connection_->hasher(), sink, options);
-    if (!state.ok()) return state.status();
-    v1::Operation op;
-    op.set_seq(seq);
-    op.set_time_ns(time_ns);
-    *op.mutable_put() = std::move(*state);
-    operations_.push_back(std::move(op));
-    return absl::OkStatus();
+    if (command != nullptr && maps_ != nullptr) {
+      options.previous_map = [this](uint64_t device, uint64_t inode) { return maps_->Get(device, inode); };
+      options.content_unchanged = command->kind() == v1::BackupCommand::ATTRIBUTES;
+      for (const v1::ByteRange& range : command->dirty()) {
+        options.changed.push_back({range.offset(), range.length()});
+      }
+      if (command->was_truncated()) {
+        // From the cut on, bytes may be zeros that no write names.
+        options.changed.push_back({command->truncated_to(), UINT64_MAX / 2});
+      }
+    }
+    return Snapshot(path, seq, time_ns, options);
+  }
+
+  // Chunks reused from chunk maps must still be on the server (a store can
+  // be collected or replaced): files naming a missing one are read again.
+  absl::Status CheckReusedChunks() {
+    std::vector<std::string> ids;
+    for (const auto& [index, reused] : reused_) ids.insert(ids.end(), reused.begin(), reused.end());
+    if (ids.empty()) return absl::OkStatus();
+    absl::StatusOr<std::vector<std::string>> missing = connection_->MissingChunks(ids);
+    if (!missing.ok()) return missing.status();
+    if (missing->empty()) return absl::OkStatus();
+    const std::set<std::string> gone(missing->begin(), missing->end());
+    for (const auto& [index, reused] : reused_) {
+      bool lacks = std::any_of(reused.begin(), reused.end(), [&](const std::string& id) { return gone.count(id); });
+      if (!lacks) continue;
+      v1::Operation& op = operations_[index];
+      ContentSnapshotOptions full;  // no map: read the whole file
+      ChunkMap map;
+      full.map_out = &map;
+      full.bytes_read = &stats_->bytes_read;
+      absl::StatusOr<v1::NodeState> state =
+          SnapshotNode(root_fd_, op.put().path(), connection_->hasher(), ChunkSinkFn(), full);
+      if (!state.ok()) return state.status();  // the batch is retried
+      *op.mutable_put() = std::move(*state);
+      maps_out_[index] = std::move(map);
+    }
+    return FlushUploads();
+  }
+
+  std::vector<ChunkMap> TakeMaps() {
+    std::vector<ChunkMap> out;
+    for (auto& [index, map] : maps_out_) out.push_back(std::move(map));
+    return out;
   }
 
   // The object as the event saw it, without content or xattrs.
@@ -113,19 +145,57 @@ class BackupClient::BatchBuilder {
   std::vector<v1::Operation>& operations() { return operations_; }
 
  private:
+  ChunkSink ChunkSinkFn() {
+    return [this](const chunker::ChunkId& id, std::span<const uint8_t> data) {
+      std::string key = id.ToBytes();
+      if (!queued_ids_.insert(key).second) return absl::OkStatus();
+      pending_.push_back({std::move(key), std::string(data.begin(), data.end())});
+      pending_bytes_ += data.size();
+      return pending_bytes_ >= kUploadBatchBytes ? FlushUploads() : absl::OkStatus();
+    };
+  }
+
+  absl::Status Snapshot(const std::string& path, uint64_t seq, int64_t time_ns,
+                        ContentSnapshotOptions options) {
+    ChunkMap map;
+    std::vector<std::string> reused;
+    options.map_out = &map;
+    options.reused_ids = &reused;
+    options.bytes_read = &stats_->bytes_read;
+    absl::StatusOr<v1::NodeState> state =
+        SnapshotNode(root_fd_, path, connection_->hasher(), ChunkSinkFn(), options);
+    if (!state.ok()) return state.status();
+    const bool regular = state->type() == v1::NodeState::REGULAR;
+    v1::Operation op;
+    op.set_seq(seq);
+    op.set_time_ns(time_ns);
+    *op.mutable_put() = std::move(*state);
+    operations_.push_back(std::move(op));
+    if (regular) {
+      maps_out_[operations_.size() - 1] = std::move(map);
+      if (!reused.empty()) reused_[operations_.size() - 1] = std::move(reused);
+    }
+    return absl::OkStatus();
+  }
+
   RepoConnection* connection_;
   int root_fd_;
+  ChunkMapStore* maps_;  // may be null: no incremental chunking
   BackupClientStats* stats_;
+  std::map<size_t, ChunkMap> maps_out_;                 // by operation index
+  std::map<size_t, std::vector<std::string>> reused_;   // by operation index
   std::vector<v1::Operation> operations_;
   std::vector<RepoConnection::UploadItem> pending_;
   std::set<std::string> queued_ids_;
   size_t pending_bytes_ = 0;
 };
 
-BackupClient::BackupClient(ConnectionOptions options, int backing_root_fd)
+BackupClient::BackupClient(ConnectionOptions options, int backing_root_fd,
+                           ChunkMapStore* chunk_maps)
     : options_(std::move(options)),
       backing_root_fd_(backing_root_fd),
-      trace_(getenv("REPLIFS_TRACE") != nullptr) {}
+      trace_(getenv("REPLIFS_TRACE") != nullptr),
+      chunk_maps_(chunk_maps) {}
 
 absl::StatusOr<RepoConnection*> BackupClient::Connection() {
   std::lock_guard lock(mutex_);
@@ -169,7 +239,7 @@ absl::Status BackupClient::Execute(const std::vector<v1::BackupCommand>& batch,
 
 absl::Status BackupClient::ExecuteLocked(const std::vector<v1::BackupCommand>& batch,
                                          std::vector<size_t>* stale) {
-  BatchBuilder builder(connection_.get(), backing_root_fd_, &stats_);
+  BatchBuilder builder(connection_.get(), backing_root_fd_, chunk_maps_, &stats_);
   auto next_time = [this](int64_t time_ns) {
     last_time_ns_ = std::max(time_ns, last_time_ns_ + 1);
     return last_time_ns_;
@@ -221,15 +291,17 @@ absl::Status BackupClient::ExecuteLocked(const std::vector<v1::BackupCommand>& b
     }
     // CONTENT or ATTRIBUTES: the inode's current path, checked against its inode.
     absl::Status status =
-        builder.AddPut(command.path(), seq, next_time(command.time_ns()), command.inode());
+        builder.AddPut(command.path(), seq, next_time(command.time_ns()), command.inode(), &command);
     if (absl::IsNotFound(status) || absl::IsFailedPrecondition(status) ||
         absl::IsAborted(status)) {
+      if (trace_) std::cerr << "replifs trace: stale " << command.path() << ": " << status << std::endl;
       stale->push_back(i);
     } else if (!status.ok()) {
       return status;
     }
   }
   if (absl::Status status = builder.FlushUploads(); !status.ok()) return status;
+  if (absl::Status status = builder.CheckReusedChunks(); !status.ok()) return status;
   if (builder.operations().empty()) return absl::OkStatus();
   if (trace_) {
     for (const v1::Operation& op : builder.operations()) {
@@ -241,6 +313,11 @@ absl::Status BackupClient::ExecuteLocked(const std::vector<v1::BackupCommand>& b
   if (!applied.ok()) return applied.status();
   ++stats_.commits;
   stats_.operations += builder.operations().size();
+  if (chunk_maps_ != nullptr) {
+    // Only now are these chunk lists what the server has committed.
+    absl::Status saved = chunk_maps_->PutAll(builder.TakeMaps());
+    if (!saved.ok()) std::cerr << "replifs: " << saved << " (files will be re-read)" << std::endl;
+  }
   return absl::OkStatus();
 }
 

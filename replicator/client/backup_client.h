@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "replicator/client/chunk_map_store.h"
 #include "replicator/client/repo_connection.h"
 #include "replicator/scheduler/scheduler.h"
 
@@ -27,7 +28,9 @@ struct BackupClientStats {
 
 class BackupClient : public scheduler::CommandExecutor {
  public:
-  BackupClient(ConnectionOptions options, int backing_root_fd);
+  // `chunk_maps` (may be null) lets a change re-chunk only around its dirty
+  // ranges; it must outlive the client.
+  BackupClient(ConnectionOptions options, int backing_root_fd, ChunkMapStore* chunk_maps = nullptr);
 
   absl::Status Execute(const std::vector<v1::BackupCommand>& batch,
                        std::vector<size_t>* stale) override;
@@ -44,7 +47,8 @@ class BackupClient : public scheduler::CommandExecutor {
 
   const ConnectionOptions options_;
   const int backing_root_fd_;
-  const bool trace_;  // REPLIFS_TRACE set: log every operation sent (daemon.log)
+  const bool trace_;
+  ChunkMapStore* const chunk_maps_;  // REPLIFS_TRACE set: log every operation sent (daemon.log)
   mutable std::mutex mutex_;  // guards everything below; Execute runs one batch at a time
   std::unique_ptr<RepoConnection> connection_;
   int64_t last_time_ns_ = 0;  // versions get strictly increasing times

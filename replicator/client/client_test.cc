@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include "replicator/client/chunk_map_store.h"
 #include "replicator/client/node_snapshot.h"
 #include "replicator/client/path_rules.h"
 #include "replicator/client/tree_walk.h"
@@ -124,6 +125,88 @@ TEST_F(TempTree, HardLinksShareALinkGroup) {
   ASSERT_TRUE(f.ok() && g.ok());
   EXPECT_NE(f->link_group(), 0u);
   EXPECT_EQ(f->link_group(), g->link_group());
+}
+
+TEST_F(TempTree, IncrementalSnapshotReadsNearTheEditAndMatchesAFullRead) {
+  std::string content(8 << 20, '\0');
+  uint64_t x = 99;
+  for (auto& c : content) c = static_cast<char>((x = x * 6364136223846793005ull + 1) >> 56);
+  Write("big", content);
+  chunker::ChunkIdHasher hasher("secret");
+  auto sink = [](const chunker::ChunkId&, std::span<const uint8_t>) { return absl::OkStatus(); };
+
+  auto store = ChunkMapStore::Open(dir_ + "/maps.sqlite");
+  ASSERT_TRUE(store.ok()) << store.status();
+  ChunkMap first_map;
+  ContentSnapshotOptions first;
+  first.map_out = &first_map;
+  ASSERT_TRUE(SnapshotNode(root_fd_, "big", hasher, sink, first).ok());
+  ASSERT_TRUE((*store)->PutAll({first_map}).ok());
+  EXPECT_EQ((*store)->size(), 1u);
+
+  // Overwrite 4 KiB in the middle, as a program through the mount would.
+  {
+    int fd = open((dir_ + "/big").c_str(), O_WRONLY);
+    ASSERT_GE(fd, 0);
+    std::string patch(4096, 'Z');
+    ASSERT_EQ(pwrite(fd, patch.data(), patch.size(), 4 << 20), 4096);
+    close(fd);
+    content.replace(4 << 20, 4096, patch);
+  }
+  uint64_t bytes_read = 0;
+  std::vector<std::string> reused;
+  ContentSnapshotOptions incremental;
+  incremental.previous_map = [&](uint64_t device, uint64_t inode) { return (*store)->Get(device, inode); };
+  incremental.changed = {{4 << 20, 4096}};
+  incremental.bytes_read = &bytes_read;
+  incremental.reused_ids = &reused;
+  auto recut = SnapshotNode(root_fd_, "big", hasher, sink, incremental);
+  ASSERT_TRUE(recut.ok()) << recut.status();
+  EXPECT_LT(bytes_read, 2u << 20) << "an 8 MiB file was read whole for a 4 KiB edit";
+  EXPECT_GT(reused.size(), 50u);
+
+  auto full = SnapshotNode(root_fd_, "big", hasher, sink);
+  ASSERT_TRUE(full.ok());
+  ASSERT_EQ(recut->chunks_size(), full->chunks_size());
+  for (int i = 0; i < full->chunks_size(); ++i) EXPECT_EQ(recut->chunks(i).id(), full->chunks(i).id());
+
+  // An attribute change reuses the list without reading anything.
+  ChunkMap second_map;
+  ContentSnapshotOptions keep = incremental;
+  keep.map_out = &second_map;
+  ASSERT_TRUE(SnapshotNode(root_fd_, "big", hasher, sink, keep).ok());
+  ASSERT_TRUE((*store)->PutAll({second_map}).ok());
+  ASSERT_EQ(chmod((dir_ + "/big").c_str(), 0600), 0);
+  bytes_read = 0;
+  ContentSnapshotOptions attributes;
+  attributes.previous_map = incremental.previous_map;
+  attributes.content_unchanged = true;
+  attributes.bytes_read = &bytes_read;
+  auto chmodded = SnapshotNode(root_fd_, "big", hasher, sink, attributes);
+  ASSERT_TRUE(chmodded.ok());
+  EXPECT_EQ(bytes_read, 0u);
+  EXPECT_EQ(chmodded->mode(), 0600u);
+  EXPECT_EQ(chmodded->chunks_size(), full->chunks_size());
+}
+
+TEST_F(TempTree, AMapOfAnotherInodeIsNotUsed) {
+  Write("f", std::string(100000, 'a'));
+  chunker::ChunkIdHasher hasher("secret");
+  auto sink = [](const chunker::ChunkId&, std::span<const uint8_t>) { return absl::OkStatus(); };
+  ChunkMap stale;
+  stale.identity.inode = 1;  // never f's inode
+  stale.chunks = {{0, 100000, chunker::ChunkId{}}};
+  uint64_t bytes_read = 0;
+  ContentSnapshotOptions options;
+  options.previous_map = [&](uint64_t, uint64_t inode) -> std::optional<ChunkMap> {
+    return inode == stale.identity.inode ? std::optional<ChunkMap>(stale) : std::nullopt;
+  };
+  options.content_unchanged = true;
+  options.bytes_read = &bytes_read;
+  auto state = SnapshotNode(root_fd_, "f", hasher, sink, options);
+  ASSERT_TRUE(state.ok());
+  EXPECT_EQ(bytes_read, 100000u);
+  EXPECT_EQ(state->chunks(0).id(), hasher.Hash(std::string(100000, 'a')).ToBytes());
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <set>
 #include <cstring>
 #include <vector>
 
@@ -131,6 +132,74 @@ absl::Status ChunkOpenFile(int fd, const std::string& path, const chunker::Chunk
   return absl::OkStatus();
 }
 
+int64_t Nanos(const struct timespec& t) { return static_cast<int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec; }
+
+ChunkMap MapOf(const struct stat& st, const v1::NodeState& state) {
+  ChunkMap map;
+  map.identity = {st.st_dev, st.st_ino, static_cast<uint64_t>(st.st_size), Nanos(st.st_mtim),
+                  Nanos(st.st_ctim)};
+  uint64_t offset = 0;
+  for (const v1::ChunkRef& ref : state.chunks()) {
+    chunker::ChunkRecord record;
+    record.offset = offset;
+    record.length = ref.length();
+    chunker::ChunkId::FromBytes(ref.id(), &record.id);
+    offset += ref.length();
+    map.chunks.push_back(record);
+  }
+  return map;
+}
+
+void AddChunk(const chunker::ChunkRecord& record, v1::NodeState* state) {
+  v1::ChunkRef* ref = state->add_chunks();
+  ref->set_id(record.id.ToBytes());
+  ref->set_length(record.length);
+}
+
+// Re-chunks only around the changed ranges (or nothing, for an attribute
+// change), starting from the file's previous chunk map.
+absl::Status ChunkIncrementally(int fd, const std::string& path, const ChunkMap& previous,
+                                const struct stat& st, const chunker::ChunkIdHasher& hasher,
+                                const ChunkSink& sink, const ContentSnapshotOptions& options,
+                                v1::NodeState* state) {
+  std::vector<chunker::ChunkRecord> chunks;
+  if (options.content_unchanged && previous.identity.size == static_cast<uint64_t>(st.st_size) &&
+      previous.identity.mtime_ns == Nanos(st.st_mtim)) {
+    chunks = previous.chunks;
+  } else {
+    chunker::ReadAt read = [&](uint64_t offset, std::span<uint8_t> out) {
+      for (size_t done = 0; done < out.size();) {
+        ssize_t n = pread(fd, out.data() + done, out.size() - done, offset + done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return ErrnoStatus(errno, "read", path);
+        if (n == 0) return absl::AbortedError(absl::StrCat("'", path, "' shrank while it was read"));
+        done += n;
+      }
+      return absl::OkStatus();
+    };
+    chunker::NewChunkSink new_chunk = [&](const chunker::ChunkRecord& record,
+                                          std::span<const uint8_t> data) {
+      return sink(record.id, data);
+    };
+    chunker::RechunkStats stats;
+    absl::StatusOr<std::vector<chunker::ChunkRecord>> recut = chunker::Rechunk(
+        previous.chunks, st.st_size, options.changed, read, hasher, new_chunk, &stats);
+    if (!recut.ok()) return recut.status();
+    if (options.bytes_read != nullptr) *options.bytes_read += stats.bytes_read;
+    chunks = std::move(*recut);
+  }
+  // Chunks not cut now come from the previous map: the server must still have them.
+  std::set<std::string> previous_ids;
+  for (const auto& record : chunks) AddChunk(record, state);
+  if (options.reused_ids != nullptr) {
+    for (const auto& record : previous.chunks) previous_ids.insert(record.id.ToBytes());
+    for (const auto& record : chunks) {
+      if (previous_ids.count(record.id.ToBytes())) options.reused_ids->push_back(record.id.ToBytes());
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 uint64_t LinkGroupOf(const struct stat& st) {
@@ -195,13 +264,26 @@ absl::StatusOr<v1::NodeState> SnapshotNode(int root_fd, const std::string& path,
       close(fd);
       continue;
     }
-    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    absl::Status status = ChunkOpenFile(fd, path, hasher, sink, &*state);
+    std::optional<ChunkMap> previous;
+    if (options.previous_map) previous = options.previous_map(opened.st_dev, opened.st_ino);
+    state->clear_chunks();
+    if (options.reused_ids != nullptr) options.reused_ids->clear();
+    absl::Status status;
+    if (previous.has_value()) {
+      status = ChunkIncrementally(fd, path, *previous, opened, hasher, sink, options, &*state);
+    } else {
+      posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+      status = ChunkOpenFile(fd, path, hasher, sink, &*state);
+      if (options.bytes_read != nullptr) *options.bytes_read += opened.st_size;
+    }
     struct stat after;
     bool unchanged = fstat(fd, &after) == 0 && SameGeneration(before, after);
     close(fd);
     if (!status.ok()) return status;
-    if (unchanged) return state;
+    if (unchanged) {
+      if (options.map_out != nullptr) *options.map_out = MapOf(after, *state);
+      return state;
+    }
   }
   return absl::AbortedError(absl::StrCat("'", path, "' kept changing while it was read"));
 }

@@ -12,7 +12,12 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include <optional>
+#include <vector>
+
 #include "replicator/chunker/chunker.h"
+#include "replicator/chunker/incremental.h"
+#include "replicator/client/chunk_map_store.h"
 #include "replifs/v1/backup.pb.h"
 
 namespace replifs::client {
@@ -35,6 +40,21 @@ absl::StatusOr<v1::NodeState> StatNode(int root_fd, const std::string& path,
 struct ContentSnapshotOptions {
   uint64_t expected_inode = 0;  // non-zero: FailedPrecondition if the path names another inode
   int attempts = 3;             // reads retried while the file changes under us
+
+  // Incremental chunking: the file's chunk map as last committed (looked up
+  // by device and inode once the file is open) and the ranges changed since;
+  // without them, or for another inode, the whole file is read.
+  std::function<std::optional<ChunkMap>(uint64_t device, uint64_t inode)> previous_map;
+  std::vector<chunker::ChangedRange> changed;
+  // Only attributes changed: reuse the previous chunks without reading if
+  // size and mtime still match them.
+  bool content_unchanged = false;
+  // Receives the new chunk map of a regular file.
+  ChunkMap* map_out = nullptr;
+  // Chunks taken from the previous map without reading (the caller checks
+  // that the server still has them).
+  std::vector<std::string>* reused_ids = nullptr;
+  uint64_t* bytes_read = nullptr;
 };
 
 // StatNode plus, for a regular file, its chunk list; every chunk goes to

@@ -30,8 +30,13 @@ absl::StatusOr<std::unique_ptr<RepoConnection>> RepoConnection::Open(
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
-  auto channel =
-      grpc::CreateCustomChannel(options.server, grpc::InsecureChannelCredentials(), args);
+  std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (!options.ca_pem.empty()) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = options.ca_pem;
+    credentials = grpc::SslCredentials(ssl);
+  }
+  auto channel = grpc::CreateCustomChannel(options.server, credentials, args);
   std::unique_ptr<RepoConnection> connection(new RepoConnection(options, channel));
 
   v1::HelloRequest request;
@@ -50,6 +55,7 @@ std::unique_ptr<grpc::ClientContext> RepoConnection::NewContext() const {
   auto context = std::make_unique<grpc::ClientContext>();
   context->set_deadline(std::chrono::system_clock::now() +
                         absl::ToChronoMilliseconds(options_.rpc_timeout));
+  if (!options_.token.empty()) context->AddMetadata("authorization", "Bearer " + options_.token);
   return context;
 }
 
@@ -57,7 +63,8 @@ absl::Status RepoConnection::FromGrpc(const grpc::Status& status, absl::string_v
   if (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
       status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
     return absl::UnavailableError(
-        absl::StrCat("backup server ", options_.server, " unreachable (", rpc, ")"));
+        absl::StrCat("backup server ", options_.server, " unreachable (", rpc, "): ",
+                     status.error_message()));
   }
   return absl::Status(ToAbslCode(status.error_code()),
                       absl::StrCat("server refused ", rpc, ": ", status.error_message()));
@@ -154,6 +161,20 @@ absl::Status RepoConnection::ReadChunks(
   if (!visit_status.ok()) return visit_status;
   if (!status.ok()) return FromGrpc(status, "read-chunks");
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<v1::NodeState>> RepoConnection::ListVersions(const std::string& path) {
+  v1::ListVersionsRequest request;
+  request.set_repo(options_.repo);
+  request.set_path(path);
+  auto context = NewContext();
+  auto reader = stub_->ListVersions(context.get(), request);
+  std::vector<v1::NodeState> versions;
+  v1::NodeState version;
+  while (reader->Read(&version)) versions.push_back(std::move(version));
+  grpc::Status status = reader->Finish();
+  if (!status.ok()) return FromGrpc(status, "list-versions");
+  return versions;
 }
 
 }  // namespace replifs::client

@@ -20,13 +20,15 @@ struct ConnectionOptions {
   std::string server;      // host:port
   std::string repo;
   std::string journal_id;  // empty for read-only use (restore, verify)
+  std::string token;       // the repository's token (sent as "authorization: Bearer")
+  std::string ca_pem;      // PEM CA certificates: non-empty means TLS
   absl::Duration rpc_timeout = absl::Seconds(60);
 };
 
 class RepoConnection {
  public:
-  // Says Hello: learns the repository's chunk secret (creating the repository
-  // on first use) and the journal's applied seq.
+  // Says Hello: learns the repository's chunk secret and the journal's
+  // applied seq. The repository must exist (`replifs-server repo create`).
   static absl::StatusOr<std::unique_ptr<RepoConnection>> Open(const ConnectionOptions& options);
 
   const chunker::ChunkIdHasher& hasher() const { return *hasher_; }
@@ -46,6 +48,8 @@ class RepoConnection {
                                                   const std::vector<std::string>& paths);
   absl::Status ReadChunks(const std::vector<std::string>& ids,
                           const std::function<absl::Status(const v1::ChunkData&)>& visit);
+  // Every version of `path`, oldest first (deletions have deleted set).
+  absl::StatusOr<std::vector<v1::NodeState>> ListVersions(const std::string& path);
 
  private:
   RepoConnection(ConnectionOptions options, std::shared_ptr<grpc::Channel> channel);
