@@ -10,6 +10,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/control_channel.h"
@@ -84,6 +85,15 @@ int StatusCommand(const std::vector<std::string>& argv) {
             << "initial sync: " << (reply.initial_sync_done() ? "done" : "in progress") << " ("
             << reply.initial_sync_scanned() << " paths scanned, " << reply.initial_sync_queued() << " queued)\n"
             << "commits: " << reply.commits() << ", bytes sent: " << reply.bytes_sent() << "\n";
+  if (reply.capture_layers_size() > 0) {
+    std::cout << "capture layers: " << absl::StrJoin(reply.capture_layers(), ", ");
+    if (reply.capture_layers_size() > 1) {
+      std::cout << " (shim: " << reply.shim_events() << " changes, " << reply.shim_dropped() << " lost";
+      if (reply.shim_dropped() > 0) std::cout << ", tree rescanned";
+      std::cout << ")";
+    }
+    std::cout << "\n";
+  }
   if (reply.rescan_needed()) std::cout << "RESCAN NEEDED: the journal missed changes (disk full?)\n";
   if (!reply.server_error().empty()) std::cout << "last error: " << reply.server_error() << "\n";
   return 0;

@@ -141,9 +141,10 @@ int Daemonize(const ProtectionConfig& config) {
 }  // namespace
 
 int MountCommand(const std::vector<std::string>& argv) {
-  auto args = ParseArgs(argv, {"server", "repo", "state", "quiet-ms", "max-delay-ms"}, {"foreground"});
+  auto args = ParseArgs(argv, {"server", "repo", "state", "quiet-ms", "max-delay-ms", "token-file", "ca", "journal-max-mb"},
+                        {"foreground", "no-replicate"});
   if (!args.ok()) return Fail(std::string(args.status().message()), 2);
-  if (args->positional.size() != 1) return Fail("usage: replifs mount DIR [--server ADDR] [--repo NAME] [--state DIR] [--foreground]", 2);
+  if (args->positional.size() != 1) return Fail("usage: replifs mount DIR [--server ADDR] [--repo NAME] [--token-file F] [--ca F] [--state DIR] [--foreground]", 2);
 
   absl::StatusOr<std::string> dir = AbsolutePath(args->positional[0]);
   if (!dir.ok()) return Fail(std::string(dir.status().message()));
@@ -157,11 +158,31 @@ int MountCommand(const std::vector<std::string>& argv) {
   absl::StatusOr<std::string> state = AbsolutePath(args->Get("state", DefaultStateDir(*dir)));
   if (!state.ok()) return Fail(std::string(state.status().message()));
   config.state_dir = *state;
+  config.replicate = !args->Has("no-replicate");
+  // Credentials given now replace those kept in STATE (by an earlier mount,
+  // or put there by the user).
+  for (auto [name, field] : {std::pair{"/token", &config.token}, {"/ca.pem", &config.ca_pem}}) {
+    const std::string path = config.state_dir + name;
+    if (access(path.c_str(), F_OK) != 0) continue;
+    absl::StatusOr<std::string> text = ReadCredentialFile(path, field == &config.token);
+    if (text.ok()) *field = *text;
+  }
+  for (auto [flag, field] : {std::pair{"token-file", &config.token}, {"ca", &config.ca_pem}}) {
+    if (!args->Has(flag)) continue;
+    absl::StatusOr<std::string> text = ReadCredentialFile(args->Get(flag), flag == std::string("token-file"));
+    if (!text.ok()) return Fail(absl::StrCat("--", flag, ": ", text.status().message()), 2);
+    *field = *text;
+  }
   for (auto [flag, field] : {std::pair{"quiet-ms", &config.quiet_interval}, {"max-delay-ms", &config.max_delay}}) {
     if (!args->Has(flag)) continue;
     int64_t ms = 0;
     if (!absl::SimpleAtoi(args->Get(flag), &ms) || ms < 0) return Fail(absl::StrCat("--", flag, " needs milliseconds"), 2);
     *field = absl::Milliseconds(ms);
+  }
+  if (args->Has("journal-max-mb")) {
+    uint64_t mb = 0;
+    if (!absl::SimpleAtoi(args->Get("journal-max-mb"), &mb) || mb == 0) return Fail("--journal-max-mb needs a positive number of MiB", 2);
+    config.journal_max_bytes = mb << 20;
   }
   if (absl::Status status = CheckPlacement(config); !status.ok()) return Fail(std::string(status.message()));
 

@@ -13,6 +13,7 @@ int SyncCommand(const std::vector<std::string>& args);
 int StatusCommand(const std::vector<std::string>& args);
 int RestoreCommand(const std::vector<std::string>& args);
 int VerifyCommand(const std::vector<std::string>& args);
+int VersionsCommand(const std::vector<std::string>& args);
 
 // "replifs: <message>" on stderr; returns `code`.
 int Fail(const std::string& message, int code = 1);

@@ -57,6 +57,7 @@ grpc::Status ControlService::Status(grpc::ServerContext*, const v1::StatusReques
   reply->set_initial_sync_queued(parts_.reconcile->queued);
   reply->set_journal_seq(journal.last_seq);
   reply->set_rescan_needed(parts_.rescan_needed());
+  if (parts_.capture) parts_.capture(reply);
   reply->set_commits(client.commits);
   reply->set_bytes_sent(client.bytes_uploaded);
   return grpc::Status::OK;

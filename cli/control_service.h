@@ -22,6 +22,7 @@ class ControlService final : public v1::Control::Service {
     client::BackupClient* client;
     client::ReconcileProgress* reconcile;
     std::function<bool()> rescan_needed;
+    std::function<void(v1::StatusReply*)> capture;  // which capture layers are active (may be empty)
   };
   explicit ControlService(Parts parts) : parts_(parts) {}
 

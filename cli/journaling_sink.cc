@@ -4,6 +4,8 @@
 
 #include <iostream>
 
+#include "replicator/server/fault_injection.h"
+
 namespace replifs::cli {
 
 void JournalingSink::OnChange(v1::ChangeEvent event) {
@@ -23,8 +25,14 @@ void JournalingSink::OnChange(v1::ChangeEvent event) {
     }
     return;
   }
+  fault::Hit("after-journal-append");
   if (observer_) observer_(event);
+  // The shim could not name what changed (lost records, a move across the
+  // tree's edge): only a reconcile of the whole tree is certainly right.
+  const bool unnamed = event.op() == v1::ChangeEvent::RESCAN && event.inode() == 0 &&
+                       event.source() == v1::ChangeEvent::SHIM;
   scheduler_->Enqueue(std::move(event));
+  if (unnamed) rescan_needed_ = true;
 }
 
 void JournalingSink::OnDurabilityBarrier() {

@@ -18,7 +18,7 @@ int Fail(const std::string& message, int code) {
 namespace {
 
 constexpr char kUsage[] = R"(usage: replifs COMMAND ...
-  mount DIR [--server ADDR] [--repo NAME] [--state DIR] [--quiet-ms N] [--max-delay-ms N] [--foreground]
+  mount DIR [--server ADDR] [--repo NAME] [--state DIR] [--quiet-ms N] [--max-delay-ms N] [--journal-max-mb N] [--foreground]
                      protect DIR: over-mount it and replicate every change
   umount DIR [--lazy] [--timeout S]   stop protecting DIR (pending changes stay journaled)
   sync DIR [--timeout S]              wait until every change so far is durable on the server
@@ -26,6 +26,9 @@ constexpr char kUsage[] = R"(usage: replifs COMMAND ...
   restore --to DEST (DIR | --server ADDR --repo NAME) [--at TIME] [PATH...]
                      write the tree (or PATHs) as of TIME (RFC 3339 or @UNIXSECONDS) into DEST
   verify DIR                          compare DIR with the server's latest versions
+  versions PATH                       every stored version of PATH with its time and size
+                     (or --server ADDR --repo NAME --token-file F [--ca F] PATH, PATH relative)
+  mount, restore, verify also take --token-file F (the repository's token) and --ca F (TLS)
 )";
 
 }  // namespace
@@ -34,7 +37,8 @@ int main(int argc, char** argv) {
   using namespace replifs::cli;
   const std::map<std::string, int (*)(const std::vector<std::string>&)> commands = {
       {"mount", MountCommand},   {"umount", UmountCommand},   {"sync", SyncCommand},
-      {"status", StatusCommand}, {"restore", RestoreCommand}, {"verify", VerifyCommand}};
+      {"status", StatusCommand}, {"restore", RestoreCommand}, {"verify", VerifyCommand},
+      {"versions", VersionsCommand}};
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "help") {
     std::cout << kUsage;
     return argc < 2 ? 2 : 0;

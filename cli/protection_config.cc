@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -15,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 
 namespace replifs::cli {
 namespace {
@@ -25,7 +27,38 @@ uint64_t Fnv1a(const std::string& text) {
   return hash;
 }
 
+// Atomically replaces `path` with `contents`, created with `mode`.
+absl::Status WriteFileAtomically(const std::string& path, const std::string& contents, mode_t mode) {
+  const std::string tmp = path + ".tmp";
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode);
+  if (fd < 0) return absl::InternalError(absl::StrCat("cannot write ", tmp, ": ", strerror(errno)));
+  bool ok = fchmod(fd, mode) == 0 && write(fd, contents.data(), contents.size()) ==
+                                         static_cast<ssize_t>(contents.size());
+  ok = fsync(fd) == 0 && ok;
+  close(fd);
+  if (!ok || rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("cannot write ", path, ": ", strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+std::string ReadWholeFile(const std::string& path) {
+  std::ifstream file(path);
+  std::stringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
 }  // namespace
+
+absl::StatusOr<std::string> ReadCredentialFile(const std::string& path, bool is_token) {
+  std::ifstream file(path);
+  if (!file) return absl::NotFoundError(absl::StrCat("cannot read ", path, ": ", strerror(errno)));
+  std::string text = ReadWholeFile(path);
+  if (is_token) text = std::string(absl::StripAsciiWhitespace(text));
+  if (text.empty()) return absl::InvalidArgumentError(absl::StrCat(path, " is empty"));
+  return text;
+}
 
 std::string DefaultStateDir(const std::string& mountpoint) {
   std::string base = mountpoint.substr(mountpoint.rfind('/') + 1);
@@ -59,6 +92,15 @@ absl::Status WriteConfig(const ProtectionConfig& config) {
   if (rename(tmp.c_str(), path.c_str()) != 0) {
     return absl::InternalError(absl::StrCat("cannot write ", path, ": ", strerror(errno)));
   }
+  // Credentials live beside the config so sync/restore/verify find them.
+  if (!config.token.empty()) {
+    absl::Status status = WriteFileAtomically(config.state_dir + "/token", config.token + "\n", 0600);
+    if (!status.ok()) return status;
+  }
+  if (!config.ca_pem.empty()) {
+    absl::Status status = WriteFileAtomically(config.state_dir + "/ca.pem", config.ca_pem, 0644);
+    if (!status.ok()) return status;
+  }
   return absl::OkStatus();
 }
 
@@ -78,6 +120,8 @@ absl::StatusOr<ProtectionConfig> ReadConfig(const std::string& state_dir) {
   config.mountpoint = values["mountpoint"];
   config.server = values["server"];
   config.repo = values["repo"];
+  config.token = std::string(absl::StripAsciiWhitespace(ReadWholeFile(state_dir + "/token")));
+  config.ca_pem = ReadWholeFile(state_dir + "/ca.pem");
   int64_t ms = 0;
   if (absl::SimpleAtoi(values["quiet_ms"], &ms)) config.quiet_interval = absl::Milliseconds(ms);
   if (absl::SimpleAtoi(values["max_delay_ms"], &ms)) config.max_delay = absl::Milliseconds(ms);

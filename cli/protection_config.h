@@ -18,8 +18,14 @@ struct ProtectionConfig {
   std::string server;
   std::string repo;
   std::string state_dir;   // absolute
+  // false (`mount --no-replicate`): the over-mount only, no events to the
+  // journal; for measuring what capture costs (bench/fs). Not persisted.
+  bool replicate = true;
+  std::string token;       // repository token; kept in STATE/token (0600), not in config
+  std::string ca_pem;      // TLS CA certificates (PEM), kept in STATE/ca.pem; empty: no TLS
   absl::Duration quiet_interval = absl::Milliseconds(200);
   absl::Duration max_delay = absl::Seconds(2);
+  uint64_t journal_max_bytes = 1ull << 30;  // --journal-max-mb: past it, a rescan replaces the journal
 };
 
 // /var/lib/replifs/<basename>-<hash of the path>: one per protected path.
@@ -28,6 +34,8 @@ std::string DefaultStateDir(const std::string& mountpoint);
 std::string DefaultRepoName(const std::string& mountpoint);
 
 absl::Status WriteConfig(const ProtectionConfig& config);
+// The contents of a --token-file (surrounding whitespace removed) or --ca file.
+absl::StatusOr<std::string> ReadCredentialFile(const std::string& path, bool is_token);
 absl::StatusOr<ProtectionConfig> ReadConfig(const std::string& state_dir);
 
 std::string ControlSocketPath(const std::string& state_dir);

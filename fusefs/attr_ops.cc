@@ -61,6 +61,7 @@ int ApplySetattr(const Inode& inode, FileHandle* handle, const struct stat& attr
 }  // namespace
 
 void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  ApplyReadAheadIfPending(StateOf(req));
   struct stat st;
   int res = fstatat(InodeOf(req, ino).fd.load(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
   if (res != 0) {

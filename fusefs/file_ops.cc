@@ -14,32 +14,58 @@ namespace replifs::fusefs {
 
 using replifs::v1::ChangeEvent;
 
-void OpenHandle(int fd, fuse_file_info* fi) {
-  auto* handle = new FileHandle(fd, (fi->flags & O_APPEND) != 0);
+void OpenHandle(const FsState& fs, int fd, int backing_flags, fuse_file_info* fi) {
+  auto* handle = new FileHandle(fd, (backing_flags & O_APPEND) != 0);
   fi->fh = reinterpret_cast<std::uintptr_t>(handle);
+  // Pages stay valid across opens: the daemon is the only writer, and
+  // changes underneath come with InvalidatePath (fs_state.h).
+  if (fs.keep_cache && !fi->direct_io) fi->keep_cache = 1;
 }
 
 // Flags for opening the backing file on behalf of the kernel's open flags.
 // O_DIRECT becomes direct_io on the FUSE side (the kernel's page cache is
 // bypassed); the backing fs may refuse O_DIRECT (tmpfs) and gains nothing.
-int BackingOpenFlags(fuse_file_info* fi) {
+int BackingOpenFlags(const FsState& fs, fuse_file_info* fi) {
   int flags = fi->flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW);
   if (flags & O_DIRECT) {
     fi->direct_io = 1;
     flags &= ~O_DIRECT;
   }
+  if (fs.writeback_cache) {
+    // The kernel reads pages to fill partial writes even on a write-only
+    // open (as in libfuse's passthrough_hp).
+    if ((flags & O_ACCMODE) == O_WRONLY) flags = (flags & ~O_ACCMODE) | O_RDWR;
+    // The kernel places appends itself at the size it owns and sends exact
+    // offsets; a backing O_APPEND would move them.
+    flags &= ~O_APPEND;
+  }
   return flags | O_CLOEXEC;
+}
+
+// open() of the backing file; when write-only was widened to read-write
+// (writeback cache) and that is refused (read-only fs, ETXTBSY...), the
+// caller's own access mode decides.
+int OpenBacking(const std::string& path, int dirfd, const char* name, int flags, int kernel_flags,
+                mode_t mode) {
+  int fd = dirfd >= 0 ? openat(dirfd, name, flags, mode) : open(path.c_str(), flags, mode);
+  if (fd < 0 && (flags & O_ACCMODE) != (kernel_flags & O_ACCMODE) && errno != EEXIST &&
+      errno != ENOENT) {
+    flags = (flags & ~O_ACCMODE) | (kernel_flags & O_ACCMODE);
+    fd = dirfd >= 0 ? openat(dirfd, name, flags, mode) : open(path.c_str(), flags, mode);
+  }
+  return fd;
 }
 
 void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   FsState& fs = StateOf(req);
   Inode& inode = fs.inodes.Get(ino);
-  int fd = open(ProcPath(inode.fd.load()).c_str(), BackingOpenFlags(fi));
+  const int flags = BackingOpenFlags(fs, fi);
+  int fd = OpenBacking(ProcPath(inode.fd.load()), -1, nullptr, flags, fi->flags, 0);
   if (fd < 0) {
     fuse_reply_err(req, errno);
     return;
   }
-  OpenHandle(fd, fi);
+  OpenHandle(fs, fd, flags, fi);
   if ((fi->flags & O_TRUNC) && S_ISREG(inode.type)) {
     ReportInode(fs, ChangeEvent::TRUNCATE, inode, fd, [](ChangeEvent& e) { e.set_new_size(0); });
   }
@@ -154,6 +180,13 @@ void OpCopyFileRange(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, fuse_file_
 }
 
 void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_info* fi) {
+  // The kernel asks SEEK_DATA/SEEK_HOLE without writing dirty pages back
+  // first: with a writeback cache the backing file may not have them yet.
+  // Invalidating the inode launders (writes back) its dirty pages through
+  // other workers, so the backing file's extents are the caller's.
+  if (StateOf(req).writeback_cache && (whence == SEEK_DATA || whence == SEEK_HOLE)) {
+    fuse_lowlevel_notify_inval_inode(StateOf(req).session, ino, 0, 0);
+  }
   off_t res = lseek(FileHandle::Of(fi).fd(), off, whence);
   if (res < 0) {
     fuse_reply_err(req, errno);

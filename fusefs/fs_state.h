@@ -19,10 +19,24 @@ struct FsState {
   const int root_fd;
   InodeTable inodes;
   EventReporter events;
-  // The daemon is the only writer through the overlay; changes underneath
-  // (shim, restore) are invalidated explicitly, so 1 s is safe enough.
+  // Kernel caching. Safe while the daemon is the only writer of the backing
+  // tree. When the tree can change underneath (writes reported by the kernel
+  // shim, files put back by restore into the live directory), each such
+  // change MUST be followed by PassthroughFs::InvalidatePath(), which drops
+  // the kernel's pages (keep_cache), attributes (attr_timeout) and dentry
+  // (entry_timeout). Without it: stale reads until the timeout; with a
+  // writeback cache also a stale size, so an append or an extending write
+  // through the mount could land at the old end of file. Negative entries
+  // are never cached, so names created underneath show up at once anyway.
   double entry_timeout = 1.0;
   double attr_timeout = 1.0;
+  bool writeback_cache = false;  // asked for in init; set from what the kernel granted
+  bool keep_cache = false;       // keep page cache across opens (needs invalidation, above)
+
+  // Readahead of the mount's bdi, applied once after INIT (ApplyReadAheadOnce).
+  std::string mountpoint;
+  unsigned read_ahead_kb = 0;
+  std::atomic<bool> read_ahead_pending{false};
 
   // Exit(): libfuse 3.14 drops (never answers) a request read after
   // fuse_session_exit, so the loop is stopped from inside a request instead:
@@ -32,6 +46,12 @@ struct FsState {
 };
 
 inline FsState& StateOf(fuse_req_t req) { return *static_cast<FsState*>(fuse_req_userdata(req)); }
+
+// Sets the bdi's read_ahead_kb on the first call after INIT (mount.cc).
+void ApplyReadAheadOnce(FsState& fs);
+inline void ApplyReadAheadIfPending(FsState& fs) {
+  if (fs.read_ahead_pending.load(std::memory_order_relaxed)) ApplyReadAheadOnce(fs);
+}
 
 inline Inode& InodeOf(fuse_req_t req, fuse_ino_t ino) { return StateOf(req).inodes.Get(ino); }
 
@@ -95,8 +115,10 @@ void OpLseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, fuse_file_in
 void OpFlock(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, int op);
 // Shared by open and create: backing open flags for the kernel's flags, and
 // wrapping the open backing fd in a FileHandle stored in fi->fh.
-int BackingOpenFlags(fuse_file_info* fi);
-void OpenHandle(int fd, fuse_file_info* fi);
+int BackingOpenFlags(const FsState& fs, fuse_file_info* fi);
+int OpenBacking(const std::string& path, int dirfd, const char* name, int flags, int kernel_flags,
+                mode_t mode);
+void OpenHandle(const FsState& fs, int fd, int backing_flags, fuse_file_info* fi);
 // dir_ops.cc
 void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
 void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi);

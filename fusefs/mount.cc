@@ -8,8 +8,12 @@
 
 #include <cerrno>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <mutex>
+#include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -29,6 +33,32 @@ std::string EscapeOption(const std::string& value) {
   }
   return out;
 }
+
+// The mount's "major:minor" from /proc/self/mountinfo (the last mount on
+// the path). stat() cannot be used: it would wait for a loop not yet running.
+std::optional<std::string> MountDeviceOf(const std::string& mountpoint) {
+  std::ifstream in("/proc/self/mountinfo");
+  std::string line;
+  std::optional<std::string> device;
+  std::string escaped;  // mountinfo escapes space, tab, newline, backslash as \ooo
+  for (char c : mountpoint) {
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\\') {
+      char oct[5];
+      snprintf(oct, sizeof(oct), "\\%03o", static_cast<unsigned char>(c));
+      escaped += oct;
+    } else {
+      escaped.push_back(c);
+    }
+  }
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string id, parent, dev, root, target;
+    fields >> id >> parent >> dev >> root >> target;
+    if (target == escaped) device = dev;
+  }
+  return device;
+}
+
 
 class FuseMount final : public PassthroughFs {
  public:
@@ -176,6 +206,19 @@ void FuseMount::InvalidatePath(const std::string& relative_path) {
 
 }  // namespace
 
+// FUSE's bdi reads ahead 128 KiB, which libfuse's max_readahead cannot
+// raise; sequential reads then arrive as 128 KiB READs. The INIT reply
+// lowers the bdi's value to what the kernel offered at mount time, so this
+// runs from the first lookup/getattr, which the kernel sends only after
+// INIT is done. Best effort: a failure only costs speed.
+void ApplyReadAheadOnce(FsState& fs) {
+  if (!fs.read_ahead_pending.exchange(false)) return;
+  std::optional<std::string> device = MountDeviceOf(fs.mountpoint);
+  if (!device) return;
+  std::ofstream bdi("/sys/class/bdi/" + *device + "/read_ahead_kb");
+  bdi << fs.read_ahead_kb << "\n";
+}
+
 absl::StatusOr<std::unique_ptr<PassthroughFs>> PassthroughFs::Mount(const MountOptions& options,
                                                                     EventSink* sink) {
   if (options.mountpoint.empty() || options.mountpoint[0] != '/') {
@@ -200,8 +243,15 @@ absl::StatusOr<std::unique_ptr<PassthroughFs>> PassthroughFs::Mount(const MountO
   // Modes arrive already masked by the caller's umask; the daemon's own umask
   // must not mask them again. Process-wide: the daemon is a dedicated process.
   umask(0);
-  auto fs = std::make_unique<FuseMount>(
-      options, std::make_unique<FsState>(options.backing_root_fd, *prefix, sink));
+  auto state = std::make_unique<FsState>(options.backing_root_fd, *prefix, sink);
+  state->entry_timeout = options.cache_timeout;
+  state->attr_timeout = options.cache_timeout;
+  state->keep_cache = options.cache_timeout > 0;
+  state->writeback_cache = options.writeback_cache;
+  state->mountpoint = options.mountpoint;
+  state->read_ahead_kb = options.read_ahead_kb;
+  state->read_ahead_pending = options.read_ahead_kb > 0;
+  auto fs = std::make_unique<FuseMount>(options, std::move(state));
   if (absl::Status status = fs->Start(); !status.ok()) return status;
   return fs;
 }

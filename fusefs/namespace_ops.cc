@@ -94,6 +94,7 @@ int LookupEntry(fuse_req_t req, Inode& parent, const char* name, fuse_entry_para
 }
 
 void OpLookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  ApplyReadAheadIfPending(StateOf(req));
   fuse_entry_param e;
   // No negative entries: a name created underneath must show up at once.
   int err = LookupEntry(req, InodeOf(req, parent), name, &e);
@@ -245,14 +246,14 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
               fuse_file_info* fi) {
   FsState& fs = StateOf(req);
   Inode& dir = fs.inodes.Get(parent);
-  const int flags = BackingOpenFlags(fi);
+  const int flags = BackingOpenFlags(fs, fi);
   // O_EXCL first so we know whether we made the file: only a new file is
   // handed to the caller and reported as CREATE.
   bool created = true;
-  int fd = openat(dir.fd.load(), name, flags | O_CREAT | O_EXCL, mode);
+  int fd = OpenBacking("", dir.fd.load(), name, flags | O_CREAT | O_EXCL, fi->flags, mode);
   if (fd < 0 && errno == EEXIST && !(fi->flags & O_EXCL)) {
     created = false;
-    fd = openat(dir.fd.load(), name, flags | O_NOFOLLOW);
+    fd = OpenBacking("", dir.fd.load(), name, flags | O_NOFOLLOW, fi->flags, 0);
   }
   if (fd < 0) {
     fuse_reply_err(req, errno);
@@ -269,7 +270,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
     fuse_reply_err(req, err);
     return;
   }
-  OpenHandle(fd, fi);
+  OpenHandle(fs, fd, flags, fi);
   if (fs.events.enabled()) {
     if (auto path = fs.events.PathOfChild(dir.fd.load(), name)) {
       if (created) {

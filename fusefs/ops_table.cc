@@ -5,9 +5,21 @@ namespace replifs::fusefs {
 namespace {
 
 void OpInit(void* userdata, fuse_conn_info* conn) {
-  // Correctness first: with a writeback cache the kernel would delay and
-  // merge writes, and cached sizes would hide changes made underneath.
-  conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  FsState& fs = *static_cast<FsState*>(userdata);
+  // Writeback cache: the kernel merges small writes into pages and sends
+  // them as large WRITEs (fi->writepage) at writeback, flush (so before every
+  // close() returns), fsync and msync. Every byte still reaches OpWriteBuf and
+  // becomes a WRITE event; the kernel owns size and mtime meanwhile (it sends
+  // them back through setattr). Changes underneath need InvalidatePath().
+  if (fs.writeback_cache && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) {
+    conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+  } else {
+    conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+    fs.writeback_cache = false;
+  }
+  // Cached pages are dropped when a getattr shows a changed mtime or size
+  // (a second line of defence after explicit invalidation).
+  if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA) conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
   // The daemon runs as root (CAP_FSETID): a write or chown done by it would
   // keep setuid/setgid bits. Let the kernel clear them, as for the caller.
   conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;

@@ -19,6 +19,20 @@ struct MountOptions {
   std::string subtype = "replifs";  // fstype becomes fuse.<subtype>
   bool debug = false;
   unsigned worker_threads = 0;  // 0: libfuse default
+
+  // Speed settings (see fs_state.h for which are safe when the backing tree
+  // changes underneath). The kernel caches writes and owns size/mtime while
+  // pages are dirty; dirty pages reach the daemon (and the EventSink) at
+  // writeback, flush (every close), fsync and munmap/msync.
+  // Off by default: with it on, ReplifsTest.MixedWorkloadRoundTrip finds
+  // mtimes (kernel-set at writeback) and renamed trees that disagree with
+  // the server. Conformance and fsx tests run with it on and pass.
+  bool writeback_cache = false;
+  // Entry and attribute timeout, seconds; changes made underneath must be
+  // announced with InvalidatePath() to be seen before it expires.
+  double cache_timeout = 1.0;
+  // Readahead of the mount's bdi, KiB (the FUSE default is 128); 0 leaves it.
+  unsigned read_ahead_kb = 1024;
 };
 
 class PassthroughFs {

@@ -382,7 +382,8 @@ std::string FormatAtSeconds(const struct timespec& t) {
 ServerProcess::~ServerProcess() { Stop(2); }
 
 std::string ServerProcess::Start(const std::string& store, const std::string& listen,
-                                 const std::string& log_path, double timeout_s) {
+                                 const std::string& log_path, double timeout_s,
+                                 const std::vector<std::string>& extra_args) {
   if (running()) return "server already running";
   const std::string bin = ServerBin();
   if (bin.empty() || access(bin.c_str(), X_OK) != 0) return "replifs-server binary missing: '" + bin + "'";
@@ -391,6 +392,7 @@ std::string ServerProcess::Start(const std::string& store, const std::string& li
   int log_fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
   std::vector<std::string> argv = {bin, "--listen", listen, "--store", store};
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   std::vector<char*> cargv;
   for (auto& a : argv) cargv.push_back(a.data());
   cargv.push_back(nullptr);
@@ -584,6 +586,12 @@ void ReplifsTest::SetUp() {
   ASSERT_EQ(mkdir(store_.c_str(), 0700), 0);
   std::string err = server_.Start(store_, "127.0.0.1:0", server_log_);
   ASSERT_EQ(err, "") << "starting replifs-server";
+  // The operator creates the repository; the client gets its token in a file.
+  token_file_ = root_ + "/token";
+  ASSERT_NO_FATAL_FAILURE(CreateRepo(repo_, token_file_));
+  // Also in the state dir, where `replifs mount --state` finds it without
+  // --token-file (as an earlier mount would have left it).
+  WriteFile(state_ + "/token", ReadFile(token_file_), 0600);
   std::cout << "[ harness  ] server " << server_.address() << " pid " << server_.pid()
             << ", protected dir " << prot_ << std::endl;
   ASSERT_NO_FATAL_FAILURE(PopulateInitialTree(prot_));
@@ -645,6 +653,14 @@ void ReplifsTest::DumpDiagnostics() {
   std::cerr << "---- end diagnostics\n";
 }
 
+void ReplifsTest::CreateRepo(const std::string& name, const std::string& token_file,
+                             const std::string& store) {
+  RunResult r = RunProcess({ServerBin(), "repo", "create", name, "--store", store.empty() ? store_ : store}, 60);
+  ASSERT_EQ(r.exit_code, 0) << "replifs-server repo create\n" << r.Describe();
+  ASSERT_EQ(r.out.size(), 65u) << "expected one 64-hex-digit token line\n" << r.Describe();
+  WriteFile(token_file, r.out, 0600);
+}
+
 RunResult ReplifsTest::Run(std::vector<std::string> args, double timeout_s) {
   args.insert(args.begin(), ReplifsBin());
   RunResult r = RunProcess(args, timeout_s);
@@ -653,7 +669,7 @@ RunResult ReplifsTest::Run(std::vector<std::string> args, double timeout_s) {
 
 RunResult ReplifsTest::Mount(std::vector<std::string> extra) {
   std::vector<std::string> a = {"mount", prot_, "--server", server_.address(), "--repo", repo_,
-                                "--state", state_};
+                                "--state", state_, "--token-file", token_file_};
   a.insert(a.end(), extra.begin(), extra.end());
   return Run(a, 90);
 }
@@ -698,7 +714,8 @@ RunResult ReplifsTest::Restore(const std::string& dest, std::vector<std::string>
 }
 
 RunResult ReplifsTest::RestoreFromServer(const std::string& dest, std::vector<std::string> extra) {
-  std::vector<std::string> a = {"restore", "--to", dest, "--server", server_.address(), "--repo", repo_};
+  std::vector<std::string> a = {"restore", "--to", dest, "--server", server_.address(), "--repo", repo_,
+                                "--token-file", token_file_};
   a.insert(a.end(), extra.begin(), extra.end());
   return Run(a, 180);
 }

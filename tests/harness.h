@@ -79,8 +79,10 @@ class ServerProcess {
   // Starts `replifs-server --listen LISTEN --store STORE`, stderr appended to
   // log_path, and waits (up to timeout_s) for its "listening on" line.
   // Returns "" on success, else an error description.
+  // `extra_args` follow (e.g. --tls-cert F --tls-key F).
   std::string Start(const std::string& store, const std::string& listen,
-                    const std::string& log_path, double timeout_s = 20);
+                    const std::string& log_path, double timeout_s = 20,
+                    const std::vector<std::string>& extra_args = {});
   // SIGTERM, then SIGKILL after grace_s; reaps it. Returns a description of
   // how it ended ("" if it was not running).
   std::string Stop(double grace_s = 10);
@@ -123,6 +125,11 @@ class ReplifsTest : public ::testing::Test {
   pid_t DaemonPid() const;  // from STATE/daemon.pid, -1 if none
   bool WaitDaemonGone(pid_t pid, double timeout_s);
 
+  // `replifs-server repo create NAME` on STORE (default: the fixture's); the
+  // printed token goes to `token_file` (0600).
+  void CreateRepo(const std::string& name, const std::string& token_file,
+                  const std::string& store = "");
+
   std::string StopServer();
   std::string RestartServerSamePort();
 
@@ -138,6 +145,7 @@ class ReplifsTest : public ::testing::Test {
   std::string store_;  // server store
   std::string server_log_;
   std::string repo_ = "itrepo";
+  std::string token_file_;  // the token of repo_, as `replifs mount --token-file` reads it
   ServerProcess server_;
   int fresh_counter_ = 0;
 };

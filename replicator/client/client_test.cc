@@ -189,6 +189,30 @@ TEST_F(TempTree, IncrementalSnapshotReadsNearTheEditAndMatchesAFullRead) {
   EXPECT_EQ(chmodded->chunks_size(), full->chunks_size());
 }
 
+TEST_F(TempTree, AttributesOnlyIsNotTrustedOnceTheFileChanged) {
+  Write("f", std::string(200000, 'a'));
+  chunker::ChunkIdHasher hasher("secret");
+  auto sink = [](const chunker::ChunkId&, std::span<const uint8_t>) { return absl::OkStatus(); };
+  ChunkMap map;
+  ContentSnapshotOptions first;
+  first.map_out = &map;
+  ASSERT_TRUE(SnapshotNode(root_fd_, "f", hasher, sink, first).ok());
+  // Changed behind our back (same size): an ATTRIBUTES command must not reuse the old list.
+  usleep(10000);
+  Write("f", std::string(200000, 'b'));
+  uint64_t bytes_read = 0;
+  ContentSnapshotOptions attributes;
+  attributes.previous_map = [&](uint64_t, uint64_t) { return std::optional<ChunkMap>(map); };
+  attributes.content_unchanged = true;
+  attributes.bytes_read = &bytes_read;
+  auto state = SnapshotNode(root_fd_, "f", hasher, sink, attributes);
+  ASSERT_TRUE(state.ok());
+  EXPECT_EQ(bytes_read, 200000u);
+  auto full = SnapshotNode(root_fd_, "f", hasher, sink);
+  ASSERT_TRUE(full.ok());
+  EXPECT_EQ(state->chunks(0).id(), full->chunks(0).id());
+}
+
 TEST_F(TempTree, AMapOfAnotherInodeIsNotUsed) {
   Write("f", std::string(100000, 'a'));
   chunker::ChunkIdHasher hasher("secret");

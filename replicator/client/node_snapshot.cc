@@ -163,8 +163,7 @@ absl::Status ChunkIncrementally(int fd, const std::string& path, const ChunkMap&
                                 const ChunkSink& sink, const ContentSnapshotOptions& options,
                                 v1::NodeState* state) {
   std::vector<chunker::ChunkRecord> chunks;
-  if (options.content_unchanged && previous.identity.size == static_cast<uint64_t>(st.st_size) &&
-      previous.identity.mtime_ns == Nanos(st.st_mtim)) {
+  if (options.content_unchanged) {  // identity checked by the caller
     chunks = previous.chunks;
   } else {
     chunker::ReadAt read = [&](uint64_t offset, std::span<uint8_t> out) {
@@ -266,6 +265,13 @@ absl::StatusOr<v1::NodeState> SnapshotNode(int root_fd, const std::string& path,
     }
     std::optional<ChunkMap> previous;
     if (options.previous_map) previous = options.previous_map(opened.st_dev, opened.st_ino);
+    // "Attributes only" is trusted only while size and mtime say so; then no
+    // range is known, so the whole file is read.
+    if (previous && options.content_unchanged &&
+        (previous->identity.size != static_cast<uint64_t>(opened.st_size) ||
+         previous->identity.mtime_ns != Nanos(opened.st_mtim))) {
+      previous.reset();
+    }
     state->clear_chunks();
     if (options.reused_ids != nullptr) options.reused_ids->clear();
     absl::Status status;

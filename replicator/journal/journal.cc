@@ -17,6 +17,7 @@
 #include "replicator/journal/format.h"
 #include "replicator/journal/posix_file.h"
 #include "replicator/journal/segment_reader.h"
+#include "replicator/server/fault_injection.h"
 
 namespace replifs::journal {
 namespace {
@@ -83,6 +84,18 @@ class JournalImpl final : public Journal {
   uint64_t sync_calls_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t torn_records_dropped_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t torn_bytes_dropped_ ABSL_GUARDED_BY(mu_) = 0;
+  // Where the last fdatasync ended: (segment, bytes). Reported to fault tests
+  // (REPLIFS_FAULT_NOTES) so they can drop exactly the unsynced tail.
+  uint64_t synced_segment_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t synced_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  void NoteSyncedLocked(uint64_t segment, uint64_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (segment < synced_segment_ || (segment == synced_segment_ && bytes <= synced_bytes_)) return;
+    synced_segment_ = segment;
+    synced_bytes_ = bytes;
+    if (fault::NotesEnabled()) {
+      fault::Note("journal-synced", absl::StrCat(SegmentFileName(segment), " ", bytes, " ", synced_seq_, "\n"));
+    }
+  }
 };
 
 absl::Status JournalImpl::LoadId(bool have_segments) {
@@ -200,6 +213,8 @@ absl::Status JournalImpl::Recover() {
   }
 
   last_seq_ = std::max(last_seq, used_floor);
+  // What survived the restart is what a later power loss must keep: sync it.
+  synced_seq_ = last_seq_;
   if (segments_.empty()) return StartSegmentLocked(last_seq_ + 1);
 
   const auto& [active_first, active_bytes] = *segments_.rbegin();
@@ -207,6 +222,8 @@ absl::Status JournalImpl::Recover() {
   const int fd = ::open(active_path.c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0) return ErrnoStatus(absl::StrCat("open ", active_path), errno);
   active_ = std::make_shared<FileDescriptor>(fd);
+  if (::fdatasync(fd) != 0) return ErrnoStatus(absl::StrCat("fdatasync ", active_path), errno);
+  NoteSyncedLocked(active_first, active_bytes);
   const bool active_empty = active_bytes == kSegmentHeaderSize;
   const uint64_t active_next = active_empty ? active_first : last_seq + 1;
   if (active_next == last_seq_ + 1) return absl::OkStatus();
@@ -231,6 +248,7 @@ absl::Status JournalImpl::StartSegmentLocked(uint64_t first_seq) {
   if (absl::Status s = SyncDirectory(options_.directory); !s.ok()) return s;
   segments_[first_seq] = kSegmentHeaderSize;
   active_ = std::move(file);
+  NoteSyncedLocked(first_seq, kSegmentHeaderSize);
   return absl::OkStatus();
 }
 
@@ -255,6 +273,22 @@ absl::StatusOr<uint64_t> JournalImpl::Append(ChangeEvent& event) {
     return absl::InvalidArgumentError(absl::StrCat("event too large: ", payload.size(), " bytes"));
   }
   const std::string record = EncodeRecord(seq, payload);
+  if (options_.max_bytes > 0) {
+    uint64_t live = 0;
+    for (const auto& [first, bytes] : segments_) live += bytes;
+    const bool rolls = segments_.rbegin()->second > kSegmentHeaderSize &&
+                       segments_.rbegin()->second + record.size() > options_.segment_bytes;
+    if (live + record.size() + (rolls ? kSegmentHeaderSize : 0) > options_.max_bytes) {
+      event.set_seq(0);
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "journal is full: ", live, " bytes held, limit ", options_.max_bytes));
+    }
+  }
+  const fault::Action injected = fault::Hit("journal-append-write");
+  if (injected == fault::Action::kEio || injected == fault::Action::kEnospc) {
+    event.set_seq(0);
+    return ErrnoStatus("append (injected)", injected == fault::Action::kEio ? EIO : ENOSPC);
+  }
   if (segments_.rbegin()->second > kSegmentHeaderSize &&
       segments_.rbegin()->second + record.size() > options_.segment_bytes) {
     if (absl::Status s = RollLocked(seq); !s.ok()) {
@@ -264,8 +298,9 @@ absl::StatusOr<uint64_t> JournalImpl::Append(ChangeEvent& event) {
   }
   uint64_t& active_bytes = segments_.rbegin()->second;
   // One write(2) per record: after kill -9 a record is whole or torn at the tail.
+  const size_t length = injected == fault::Action::kShort ? record.size() / 2 : record.size();
   const ssize_t n =
-      ::pwrite(active_->get(), record.data(), record.size(), static_cast<off_t>(active_bytes));
+      ::pwrite(active_->get(), record.data(), length, static_cast<off_t>(active_bytes));
   if (n != static_cast<ssize_t>(record.size())) {
     const int err = n < 0 ? errno : ENOSPC;
     event.set_seq(0);
@@ -294,11 +329,20 @@ absl::Status JournalImpl::Sync() {
     }
     sync_running_ = true;
     const uint64_t covered = last_seq_;
+    const uint64_t covered_segment = segments_.rbegin()->first;
+    const uint64_t covered_bytes = segments_.rbegin()->second;
     const std::shared_ptr<FileDescriptor> file = active_;
     mu_.Unlock();
     if (options_.before_fdatasync_for_testing) options_.before_fdatasync_for_testing();
-    const int rc = ::fdatasync(file->get());
-    const int err = errno;
+    int rc = 0;
+    int err = 0;
+    if (fault::Hit("journal-fdatasync") == fault::Action::kEio) {
+      rc = -1;
+      err = EIO;
+    } else {
+      rc = ::fdatasync(file->get());
+      err = errno;
+    }
     mu_.Lock();
     sync_running_ = false;
     syncs_++;
@@ -308,6 +352,7 @@ absl::Status JournalImpl::Sync() {
       broken_ = ErrnoStatus("fdatasync", err);
     } else {
       synced_seq_ = std::max(synced_seq_, covered);
+      NoteSyncedLocked(covered_segment, covered_bytes);
     }
     sync_done_.SignalAll();
   }
@@ -325,6 +370,7 @@ absl::Status JournalImpl::Trim(uint64_t acked_seq) {
     if (acked_seq <= acked_seq_) return absl::OkStatus();
   }
   // Watermark first: a crash before the deletes only leaves segments Replay skips.
+  if (absl::Status s = fault::Check("journal-write-acked"); !s.ok()) return s;
   if (absl::Status s =
           ReplaceFileAtomically(options_.directory, kAckedFile, EncodeAcked(acked_seq));
       !s.ok()) {
@@ -385,6 +431,8 @@ JournalStats JournalImpl::stats() const {
   stats.synced_seq = synced_seq_;
   stats.syncs = syncs_;
   stats.sync_calls = sync_calls_;
+  stats.synced_segment = synced_segment_;
+  stats.synced_bytes = synced_bytes_;
   return stats;
 }
 

@@ -17,6 +17,10 @@ namespace replifs::journal {
 struct JournalOptions {
   std::string directory;                 // created if missing
   uint64_t segment_bytes = 16ull << 20;  // roll to a new segment file past this
+  // Live segments may hold at most this many bytes (0: no limit). An Append
+  // that would pass it fails with ResourceExhausted and uses no seq: the
+  // caller records that a rescan is needed (FORMAT.md, "Bounded disk use").
+  uint64_t max_bytes = 0;
   // Tests only: runs in the Sync leader right before its fdatasync, without
   // the journal's lock held, to make group commit observable.
   std::function<void()> before_fdatasync_for_testing;
@@ -31,6 +35,10 @@ struct JournalStats {
   uint64_t synced_seq = 0;            // every record <= this has been fdatasync'd
   uint64_t syncs = 0;                 // fdatasyncs made by Sync (group commit shares them)
   uint64_t sync_calls = 0;            // Sync calls that had something to make durable
+  // Where the last completed fdatasync ended: segment (its first seq) and byte
+  // length. A power loss can cut the journal back to here and no further.
+  uint64_t synced_segment = 0;
+  uint64_t synced_bytes = 0;
 };
 
 class Journal {

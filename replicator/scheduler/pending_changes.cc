@@ -255,7 +255,11 @@ void PendingChanges::Complete(Batch batch, const std::vector<size_t>& stale_inde
     DirtyFile& file = node.mapped();
     const bool is_stale = stale.count(batch.namespace_count + j) > 0;
     if (!is_stale) {
-      for (const uint64_t seq : file.seqs) EraseOutstanding(seq);
+      // An unlinked file's seqs were handed to its namespace command, which
+      // erases them: erasing here too would release another holder's seq.
+      if (!file.unlinked) {
+        for (const uint64_t seq : file.seqs) EraseOutstanding(seq);
+      }
       continue;
     }
     if (file.unlinked) continue;  // its namespace command owns the seqs now

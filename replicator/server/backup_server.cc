@@ -4,8 +4,11 @@
 #include <grpcpp/server_builder.h>
 
 #include <chrono>
+#include <fstream>
+#include <sstream>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "replicator/server/status_macros.h"
 
@@ -30,10 +33,49 @@ absl::StatusOr<HostPort> ParseListenAddress(const std::string& address) {
   return HostPort{address.substr(0, colon), port};
 }
 
+absl::StatusOr<std::string> ReadPemFile(const std::string& path) {
+  std::ifstream file(path);
+  std::stringstream text;
+  text << file.rdbuf();
+  if (!file || text.str().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot read PEM file ", path));
+  }
+  return text.str();
+}
+
+// TLS when a certificate is given; else insecure, refused off loopback
+// unless the operator said --insecure.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenCredentials(
+    const ServerOptions& options, const HostPort& listen) {
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
+  }
+  if (options.tls_cert_file.empty()) {
+    if (!IsLoopbackHost(listen.host) && !options.insecure) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "refusing to listen on non-loopback ", options.listen_address,
+          " without TLS (give --tls-cert and --tls-key, or --insecure)"));
+    }
+    return grpc::InsecureServerCredentials();
+  }
+  grpc::SslServerCredentialsOptions ssl;
+  REPLIFS_ASSIGN_OR_RETURN(const std::string cert, ReadPemFile(options.tls_cert_file));
+  REPLIFS_ASSIGN_OR_RETURN(const std::string key, ReadPemFile(options.tls_key_file));
+  ssl.pem_key_cert_pairs.push_back({key, cert});
+  return grpc::SslServerCredentials(ssl);
+}
+
 }  // namespace
+
+bool IsLoopbackHost(const std::string& host) {
+  return host == "localhost" || host == "[::1]" || host == "::1" ||
+         absl::StartsWith(host, "127.") || absl::StartsWith(host, "[::ffff:127.");
+}
 
 absl::StatusOr<std::unique_ptr<BackupServer>> BackupServer::Start(const ServerOptions& options) {
   REPLIFS_ASSIGN_OR_RETURN(const HostPort listen, ParseListenAddress(options.listen_address));
+  REPLIFS_ASSIGN_OR_RETURN(const std::shared_ptr<grpc::ServerCredentials> credentials,
+                           ListenCredentials(options, listen));
   std::unique_ptr<BackupServer> server(new BackupServer());
   REPLIFS_ASSIGN_OR_RETURN(server->store_, StoreDirectory::Open(options.store_dir));
   REPLIFS_ASSIGN_OR_RETURN(server->catalog_, SqliteCatalog::Open(server->store_->catalog_path()));
@@ -43,10 +85,10 @@ absl::StatusOr<std::unique_ptr<BackupServer>> BackupServer::Start(const ServerOp
 
   grpc::ServerBuilder builder;
   int selected_port = 0;
-  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(),
-                           &selected_port);
+  builder.AddListeningPort(options.listen_address, credentials, &selected_port);
   builder.RegisterService(server->service_.get());
   builder.SetMaxReceiveMessageSize(kMaxReceiveMessageSize);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, kMaxConcurrentStreamsPerClient);
   // Without this a second server could bind the same port silently.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   server->server_ = builder.BuildAndStart();

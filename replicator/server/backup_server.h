@@ -17,12 +17,22 @@
 namespace replifs::server {
 
 inline constexpr int kMaxReceiveMessageSize = 64 << 20;
+// HTTP/2 streams one client connection may have open at once; more wait.
+inline constexpr int kMaxConcurrentStreamsPerClient = 32;
 
 struct ServerOptions {
   std::string listen_address = "127.0.0.1:7433";  // HOST:PORT; port 0 picks one
   std::string store_dir = "/var/lib/replifs-server";
+  // PEM files; both or neither. Without them the server listens only on a
+  // loopback address unless `insecure` is set.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  bool insecure = false;
   BackupServiceOptions service;
 };
+
+// True for 127.0.0.0/8, ::1 and localhost.
+bool IsLoopbackHost(const std::string& host);
 
 class BackupServer {
  public:

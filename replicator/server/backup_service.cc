@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <string.h>
-#include <sys/random.h>
 #include <zstd.h>
 
 #include <optional>
@@ -11,28 +10,15 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "replicator/chunker/chunker.h"
+#include "replicator/server/absl_string_view.h"
+#include "replicator/server/repo_token.h"
 #include "replicator/server/request_validation.h"
+#include "replicator/server/fault_injection.h"
 #include "replicator/server/status_macros.h"
 #include "replicator/server/status_mapping.h"
 
 namespace replifs::server {
 namespace {
-
-constexpr size_t kChunkSecretSize = 32;
-
-absl::StatusOr<std::string> NewChunkSecret() {
-  std::string secret(kChunkSecretSize, '\0');
-  size_t filled = 0;
-  while (filled < secret.size()) {
-    const ssize_t n = ::getrandom(&secret[filled], secret.size() - filled, 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return absl::InternalError(absl::StrCat("getrandom: ", strerror(errno)));
-    }
-    filled += static_cast<size_t>(n);
-  }
-  return secret;
-}
 
 // The uncompressed bytes of an upload, at most `max_length` long.
 absl::StatusOr<std::string> UploadedBytes(const v1::ChunkUpload& upload, uint32_t max_length) {
@@ -62,43 +48,83 @@ absl::StatusOr<std::string> UploadedBytes(const v1::ChunkUpload& upload, uint32_
 
 }  // namespace
 
-grpc::Status BackupService::Hello(grpc::ServerContext*, const v1::HelloRequest* request,
-                                  v1::HelloReply* reply) {
-  return ToGrpcStatus(DoHello(*request, reply));
+// Each handler authorizes first: nothing below it runs for a caller without
+// the repository's token.
+template <typename Request, typename Handler>
+grpc::Status BackupService::Authorized(grpc::ServerContext* context, const Request& request,
+                                       Handler handler) {
+  absl::StatusOr<Repo> repo = Authorize(*context, request.repo());
+  if (!repo.ok()) return ToGrpcStatus(repo.status());
+  return ToGrpcStatus(handler(*repo));
 }
-grpc::Status BackupService::MissingChunks(grpc::ServerContext*,
+
+grpc::Status BackupService::Hello(grpc::ServerContext* context, const v1::HelloRequest* request,
+                                  v1::HelloReply* reply) {
+  return Authorized(context, *request,
+                    [&](const Repo& repo) { return DoHello(repo, *request, reply); });
+}
+grpc::Status BackupService::MissingChunks(grpc::ServerContext* context,
                                           const v1::MissingChunksRequest* request,
                                           v1::MissingChunksReply* reply) {
-  return ToGrpcStatus(DoMissingChunks(*request, reply));
+  return Authorized(context, *request,
+                    [&](const Repo& repo) { return DoMissingChunks(repo, *request, reply); });
 }
-grpc::Status BackupService::UploadChunks(grpc::ServerContext*,
+grpc::Status BackupService::UploadChunks(grpc::ServerContext* context,
                                          grpc::ServerReader<v1::ChunkUpload>* reader,
                                          v1::UploadReply* reply) {
-  return ToGrpcStatus(DoUploadChunks(reader, reply));
+  return ToGrpcStatus(DoUploadChunks(*context, reader, reply));
 }
-grpc::Status BackupService::Apply(grpc::ServerContext*, const v1::ApplyRequest* request,
+grpc::Status BackupService::Apply(grpc::ServerContext* context, const v1::ApplyRequest* request,
                                   v1::ApplyReply* reply) {
-  return ToGrpcStatus(DoApply(*request, reply));
+  return Authorized(context, *request,
+                    [&](const Repo& repo) { return DoApply(repo, *request, reply); });
 }
-grpc::Status BackupService::List(grpc::ServerContext*, const v1::ListRequest* request,
+grpc::Status BackupService::List(grpc::ServerContext* context, const v1::ListRequest* request,
                                  grpc::ServerWriter<v1::NodeState>* writer) {
-  return ToGrpcStatus(DoList(*request, writer));
+  return Authorized(context, *request,
+                    [&](const Repo& repo) { return DoList(repo, *request, writer); });
 }
-grpc::Status BackupService::ReadChunks(grpc::ServerContext*, const v1::ReadChunksRequest* request,
+grpc::Status BackupService::ReadChunks(grpc::ServerContext* context,
+                                       const v1::ReadChunksRequest* request,
                                        grpc::ServerWriter<v1::ChunkData>* writer) {
-  return ToGrpcStatus(DoReadChunks(*request, writer));
+  return Authorized(context, *request,
+                    [&](const Repo& repo) { return DoReadChunks(repo, *request, writer); });
+}
+grpc::Status BackupService::ListVersions(grpc::ServerContext* context,
+                                         const v1::ListVersionsRequest* request,
+                                         grpc::ServerWriter<v1::NodeState>* writer) {
+  return Authorized(context, *request,
+                    [&](const Repo& repo) { return DoListVersions(repo, *request, writer); });
 }
 
-absl::StatusOr<Repo> BackupService::FindRepo(std::string_view name) {
+absl::StatusOr<Repo> BackupService::Authorize(const grpc::ServerContext& context,
+                                              std::string_view name) {
   REPLIFS_RETURN_IF_ERROR(ValidateRepoName(name));
-  return catalog_->FindRepo(name);
+  const auto& metadata = context.client_metadata();
+  const auto found = metadata.find(kAuthorizationKey);
+  if (found == metadata.end()) {
+    return absl::UnauthenticatedError(
+        "no repository token (send metadata \"authorization: Bearer TOKEN\")");
+  }
+  const std::string_view value(found->second.data(), found->second.size());
+  const std::string_view scheme = "Bearer ";
+  if (value.substr(0, scheme.size()) != scheme) {
+    return absl::UnauthenticatedError("the authorization metadata is not \"Bearer TOKEN\"");
+  }
+  const std::string_view token = value.substr(scheme.size());
+  absl::StatusOr<Repo> repo = catalog_->FindRepo(name);
+  if (!repo.ok() && !absl::IsNotFound(repo.status())) return repo.status();
+  // An unknown name and a wrong token look the same: names are not probed.
+  if (!repo.ok() || !RepoTokenMatches(repo->token_hash, token)) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "repository \"", absl::CHexEscape(ToAbsl(name)), "\": wrong token or no such repository"));
+  }
+  return repo;
 }
 
-absl::Status BackupService::DoHello(const v1::HelloRequest& request, v1::HelloReply* reply) {
-  REPLIFS_RETURN_IF_ERROR(ValidateRepoName(request.repo()));
+absl::Status BackupService::DoHello(const Repo& repo, const v1::HelloRequest& request,
+                                    v1::HelloReply* reply) {
   REPLIFS_RETURN_IF_ERROR(ValidateJournalId(request.journal_id()));
-  REPLIFS_ASSIGN_OR_RETURN(const std::string secret, NewChunkSecret());
-  REPLIFS_ASSIGN_OR_RETURN(const Repo repo, catalog_->FindOrCreateRepo(request.repo(), secret));
   REPLIFS_ASSIGN_OR_RETURN(const uint64_t applied,
                            catalog_->AppliedSeq(repo.id, request.journal_id()));
   reply->set_chunk_secret(repo.chunk_secret);
@@ -107,9 +133,9 @@ absl::Status BackupService::DoHello(const v1::HelloRequest& request, v1::HelloRe
   return absl::OkStatus();
 }
 
-absl::Status BackupService::DoMissingChunks(const v1::MissingChunksRequest& request,
+absl::Status BackupService::DoMissingChunks(const Repo& repo,
+                                            const v1::MissingChunksRequest& request,
                                             v1::MissingChunksReply* reply) {
-  REPLIFS_ASSIGN_OR_RETURN(const Repo repo, FindRepo(request.repo()));
   for (const std::string& id : request.ids()) REPLIFS_RETURN_IF_ERROR(ValidateChunkId(id));
   const std::vector<std::string> ids(request.ids().begin(), request.ids().end());
   REPLIFS_ASSIGN_OR_RETURN(std::vector<std::string> missing, catalog_->MissingChunks(repo.id, ids));
@@ -117,14 +143,15 @@ absl::Status BackupService::DoMissingChunks(const v1::MissingChunksRequest& requ
   return absl::OkStatus();
 }
 
-absl::Status BackupService::DoUploadChunks(grpc::ServerReader<v1::ChunkUpload>* reader,
+absl::Status BackupService::DoUploadChunks(const grpc::ServerContext& context,
+                                           grpc::ServerReader<v1::ChunkUpload>* reader,
                                            v1::UploadReply* reply) {
   std::optional<Repo> repo;
   std::optional<chunker::ChunkIdHasher> hasher;
   v1::ChunkUpload upload;
   while (reader->Read(&upload)) {
     if (!repo.has_value()) {
-      REPLIFS_ASSIGN_OR_RETURN(repo, FindRepo(upload.repo()));
+      REPLIFS_ASSIGN_OR_RETURN(repo, Authorize(context, upload.repo()));
       hasher.emplace(repo->chunk_secret);
     } else if (!upload.repo().empty() && upload.repo() != repo->name) {
       return absl::InvalidArgumentError("an upload stream must stay in one repository");
@@ -136,8 +163,14 @@ absl::Status BackupService::DoUploadChunks(grpc::ServerReader<v1::ChunkUpload>* 
       return absl::InvalidArgumentError(absl::StrCat("chunk ", absl::BytesToHexString(upload.id()),
                                                      " does not match its content"));
     }
+    // No garbage collection between here and the recorded row.
+    REPLIFS_ASSIGN_OR_RETURN(const std::unique_ptr<ChunkStoreGuard> guard, chunks_->GuardWrite());
     const absl::StatusOr<uint32_t> known = catalog_->ChunkLength(repo->id, upload.id());
-    if (known.ok()) continue;
+    if (known.ok()) {
+      // Recorded already: refresh its age so a collector spares it a while.
+      catalog_->RecordChunk(repo->id, upload.id(), upload.length()).IgnoreError();
+      continue;
+    }
     if (!absl::IsNotFound(known.status())) return known.status();
     // Durable data first, then the catalog row that names it (FORMAT.md).
     REPLIFS_RETURN_IF_ERROR(chunks_->Put(repo->id, upload.id(), data));
@@ -148,21 +181,21 @@ absl::Status BackupService::DoUploadChunks(grpc::ServerReader<v1::ChunkUpload>* 
   return absl::OkStatus();
 }
 
-absl::Status BackupService::DoApply(const v1::ApplyRequest& request, v1::ApplyReply* reply) {
-  REPLIFS_ASSIGN_OR_RETURN(const Repo repo, FindRepo(request.repo()));
+absl::Status BackupService::DoApply(const Repo& repo, const v1::ApplyRequest& request,
+                                    v1::ApplyReply* reply) {
   REPLIFS_RETURN_IF_ERROR(ValidateJournalId(request.journal_id()));
   REPLIFS_RETURN_IF_ERROR(ValidateOperations(request.operations()));
   // Apply returns only after the transaction is durable (FORMAT.md).
   REPLIFS_ASSIGN_OR_RETURN(const uint64_t applied,
                            catalog_->Apply(repo.id, request.journal_id(), request.operations(),
                                            absl::GetCurrentTimeNanos()));
+  REPLIFS_RETURN_IF_ERROR(fault::Check("after-commit-before-ack"));
   reply->set_applied_seq(applied);
   return absl::OkStatus();
 }
 
-absl::Status BackupService::DoList(const v1::ListRequest& request,
+absl::Status BackupService::DoList(const Repo& repo, const v1::ListRequest& request,
                                    grpc::ServerWriter<v1::NodeState>* writer) {
-  REPLIFS_ASSIGN_OR_RETURN(const Repo repo, FindRepo(request.repo()));
   if (request.at_time_ns() < 0)
     return absl::InvalidArgumentError("at_time_ns must not be negative");
   for (const std::string& path : request.paths()) {
@@ -177,9 +210,8 @@ absl::Status BackupService::DoList(const v1::ListRequest& request,
   return absl::OkStatus();
 }
 
-absl::Status BackupService::DoReadChunks(const v1::ReadChunksRequest& request,
+absl::Status BackupService::DoReadChunks(const Repo& repo, const v1::ReadChunksRequest& request,
                                          grpc::ServerWriter<v1::ChunkData>* writer) {
-  REPLIFS_ASSIGN_OR_RETURN(const Repo repo, FindRepo(request.repo()));
   // Check every id before sending anything, so NOT_FOUND arrives alone.
   std::vector<uint32_t> lengths;
   lengths.reserve(request.ids_size());
@@ -201,6 +233,18 @@ absl::Status BackupService::DoReadChunks(const v1::ReadChunksRequest& request,
     reply.set_id(id);
     reply.set_data(std::move(data));
     if (!writer->Write(reply)) return absl::CancelledError("client went away during ReadChunks");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status BackupService::DoListVersions(const Repo& repo,
+                                           const v1::ListVersionsRequest& request,
+                                           grpc::ServerWriter<v1::NodeState>* writer) {
+  REPLIFS_RETURN_IF_ERROR(ValidatePath(request.path(), /*allow_root=*/true));
+  REPLIFS_ASSIGN_OR_RETURN(const std::vector<v1::NodeState> versions,
+                           catalog_->ListVersions(repo.id, request.path()));
+  for (const v1::NodeState& version : versions) {
+    if (!writer->Write(version)) return absl::CancelledError("client went away during ListVersions");
   }
   return absl::OkStatus();
 }

@@ -11,6 +11,9 @@
 
 namespace replifs::server {
 
+// gRPC metadata key of the repository token ("Bearer TOKEN").
+inline constexpr char kAuthorizationKey[] = "authorization";
+
 struct BackupServiceOptions {
   uint32_t max_chunk_size = 4 << 20;  // announced in Hello, enforced on upload
 };
@@ -34,18 +37,28 @@ class BackupService final : public v1::Backup::Service {
                     grpc::ServerWriter<v1::NodeState>* writer) override;
   grpc::Status ReadChunks(grpc::ServerContext* context, const v1::ReadChunksRequest* request,
                           grpc::ServerWriter<v1::ChunkData>* writer) override;
+  grpc::Status ListVersions(grpc::ServerContext* context, const v1::ListVersionsRequest* request,
+                            grpc::ServerWriter<v1::NodeState>* writer) override;
 
  private:
-  absl::StatusOr<Repo> FindRepo(std::string_view name);
+  // The repository `name` if the call carries its token: UNAUTHENTICATED
+  // without a token, PERMISSION_DENIED for a wrong one or an unknown name.
+  absl::StatusOr<Repo> Authorize(const grpc::ServerContext& context, std::string_view name);
+  template <typename Request, typename Handler>
+  grpc::Status Authorized(grpc::ServerContext* context, const Request& request, Handler handler);
 
-  absl::Status DoHello(const v1::HelloRequest& request, v1::HelloReply* reply);
-  absl::Status DoMissingChunks(const v1::MissingChunksRequest& request,
+  absl::Status DoHello(const Repo& repo, const v1::HelloRequest& request, v1::HelloReply* reply);
+  absl::Status DoMissingChunks(const Repo& repo, const v1::MissingChunksRequest& request,
                                v1::MissingChunksReply* reply);
-  absl::Status DoUploadChunks(grpc::ServerReader<v1::ChunkUpload>* reader, v1::UploadReply* reply);
-  absl::Status DoApply(const v1::ApplyRequest& request, v1::ApplyReply* reply);
-  absl::Status DoList(const v1::ListRequest& request, grpc::ServerWriter<v1::NodeState>* writer);
-  absl::Status DoReadChunks(const v1::ReadChunksRequest& request,
+  absl::Status DoUploadChunks(const grpc::ServerContext& context,
+                              grpc::ServerReader<v1::ChunkUpload>* reader, v1::UploadReply* reply);
+  absl::Status DoApply(const Repo& repo, const v1::ApplyRequest& request, v1::ApplyReply* reply);
+  absl::Status DoList(const Repo& repo, const v1::ListRequest& request,
+                      grpc::ServerWriter<v1::NodeState>* writer);
+  absl::Status DoReadChunks(const Repo& repo, const v1::ReadChunksRequest& request,
                             grpc::ServerWriter<v1::ChunkData>* writer);
+  absl::Status DoListVersions(const Repo& repo, const v1::ListVersionsRequest& request,
+                              grpc::ServerWriter<v1::NodeState>* writer);
 
   Catalog* const catalog_;
   ChunkStore* const chunks_;

@@ -6,12 +6,16 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "replicator/chunker/chunker.h"
 #include "replicator/server/backup_server.h"
+#include "replicator/server/repo_token.h"
+#include "replicator/server/sqlite_catalog.h"
 
 namespace replifs::server {
 namespace {
@@ -28,6 +32,7 @@ class BackupServiceTest : public ::testing::Test {
     auto server = BackupServer::Start(options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
+    home_token_ = CreateRepo("home");
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(kMaxReceiveMessageSize);
     stub_ = v1::Backup::NewStub(
@@ -37,6 +42,7 @@ class BackupServiceTest : public ::testing::Test {
     hello.set_repo("home");
     hello.set_journal_id("j1");
     grpc::ClientContext context;
+    Authorize(&context, home_token_);
     ASSERT_TRUE(stub_->Hello(&context, hello, &hello_).ok());
   }
   void TearDown() override {
@@ -45,6 +51,19 @@ class BackupServiceTest : public ::testing::Test {
     std::filesystem::remove_all(dir_);
   }
 
+  // Creates a repository through the catalog, as `replifs-server repo
+  // create` does while the server runs; returns its token.
+  std::string CreateRepo(const std::string& name) {
+    auto catalog = SqliteCatalog::Open(dir_ + "/store/catalog.sqlite");
+    EXPECT_TRUE(catalog.ok()) << catalog.status();
+    if (!catalog.ok()) return "";
+    auto token = CreateRepoWithToken(**catalog, name);
+    EXPECT_TRUE(token.ok()) << token.status();
+    return token.ok() ? *token : "";
+  }
+  static void Authorize(grpc::ClientContext* context, const std::string& token) {
+    context->AddMetadata("authorization", "Bearer " + token);
+  }
   std::string IdOf(const std::string& data) {
     return chunker::ChunkIdHasher(hello_.chunk_secret()).Hash(data).ToBytes();
   }
@@ -65,6 +84,7 @@ class BackupServiceTest : public ::testing::Test {
   }
   grpc::Status SendUploads(const std::vector<v1::ChunkUpload>& uploads, v1::UploadReply* reply) {
     grpc::ClientContext context;
+    Authorize(&context, home_token_);
     auto writer = stub_->UploadChunks(&context, reply);
     for (const auto& upload : uploads) {
       if (!writer->Write(upload)) break;
@@ -78,12 +98,14 @@ class BackupServiceTest : public ::testing::Test {
     request.set_journal_id("j1");
     for (const auto& op : ops) *request.add_operations() = op;
     grpc::ClientContext context;
+    Authorize(&context, home_token_);
     return stub_->Apply(&context, request, reply);
   }
   std::vector<v1::NodeState> ListAll() {
     v1::ListRequest request;
     request.set_repo("home");
     grpc::ClientContext context;
+    Authorize(&context, home_token_);
     auto reader = stub_->List(&context, request);
     std::vector<v1::NodeState> states;
     v1::NodeState state;
@@ -113,10 +135,11 @@ class BackupServiceTest : public ::testing::Test {
   std::string dir_;
   std::unique_ptr<BackupServer> server_;
   std::unique_ptr<v1::Backup::Stub> stub_;
+  std::string home_token_;
   v1::HelloReply hello_;
 };
 
-TEST_F(BackupServiceTest, HelloCreatesRepoOnceWithStableSecret) {
+TEST_F(BackupServiceTest, HelloReturnsStableSecret) {
   EXPECT_EQ(hello_.chunk_secret().size(), 32u);
   EXPECT_EQ(hello_.applied_seq(), 0u);
   EXPECT_GT(hello_.max_chunk_size(), 0u);
@@ -125,22 +148,25 @@ TEST_F(BackupServiceTest, HelloCreatesRepoOnceWithStableSecret) {
   hello.set_journal_id("j1");
   v1::HelloReply again;
   grpc::ClientContext context;
+  Authorize(&context, home_token_);
   ASSERT_TRUE(stub_->Hello(&context, hello, &again).ok());
   EXPECT_EQ(again.chunk_secret(), hello_.chunk_secret());
 
   hello.set_repo(std::string("bad\0name", 8));
   grpc::ClientContext bad_context;
+  Authorize(&bad_context, home_token_);
   EXPECT_EQ(stub_->Hello(&bad_context, hello, &again).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
 }
 
-TEST_F(BackupServiceTest, UnknownRepoIsNotFound) {
+TEST_F(BackupServiceTest, UnknownRepoIsPermissionDenied) {
   v1::MissingChunksRequest request;
   request.set_repo("nobody");
   v1::MissingChunksReply reply;
   grpc::ClientContext context;
+  Authorize(&context, home_token_);
   EXPECT_EQ(stub_->MissingChunks(&context, request, &reply).error_code(),
-            grpc::StatusCode::NOT_FOUND);
+            grpc::StatusCode::PERMISSION_DENIED);
 }
 
 TEST_F(BackupServiceTest, UploadWithWrongIdIsRejectedAndNothingStored) {
@@ -156,6 +182,7 @@ TEST_F(BackupServiceTest, UploadWithWrongIdIsRejectedAndNothingStored) {
   request.add_ids(wrong);
   v1::MissingChunksReply missing;
   grpc::ClientContext context;
+  Authorize(&context, home_token_);
   ASSERT_TRUE(stub_->MissingChunks(&context, request, &missing).ok());
   EXPECT_EQ(missing.ids_size(), 1);
 }
@@ -190,6 +217,7 @@ TEST_F(BackupServiceTest, PutNamingMissingChunkFailsAndCommitsNothing) {
   hello.set_journal_id("j1");
   v1::HelloReply again;
   grpc::ClientContext context;
+  Authorize(&context, home_token_);
   ASSERT_TRUE(stub_->Hello(&context, hello, &again).ok());
   EXPECT_EQ(again.applied_seq(), 0u);
 }
@@ -216,6 +244,7 @@ TEST_F(BackupServiceTest, HostilePathsAreInvalidArgument) {
     list.set_repo("home");
     list.add_paths(path);
     grpc::ClientContext context;
+    Authorize(&context, home_token_);
     auto reader = stub_->List(&context, list);
     v1::NodeState state;
     while (reader->Read(&state)) {
@@ -238,6 +267,7 @@ TEST_F(BackupServiceTest, FullRoundTripUploadApplyListRead) {
   v1::MissingChunksReply missing;
   {
     grpc::ClientContext context;
+    Authorize(&context, home_token_);
     ASSERT_TRUE(stub_->MissingChunks(&context, missing_request, &missing).ok());
     EXPECT_EQ(missing.ids_size(), 2);
   }
@@ -251,6 +281,7 @@ TEST_F(BackupServiceTest, FullRoundTripUploadApplyListRead) {
   EXPECT_EQ(upload_reply.bytes_stored(), text.size() + noise.size());
   {
     grpc::ClientContext context;
+    Authorize(&context, home_token_);
     missing.Clear();
     ASSERT_TRUE(stub_->MissingChunks(&context, missing_request, &missing).ok());
     EXPECT_EQ(missing.ids_size(), 0);
@@ -282,6 +313,7 @@ TEST_F(BackupServiceTest, FullRoundTripUploadApplyListRead) {
   read.set_repo("home");
   for (const auto& chunk : file.chunks()) read.add_ids(chunk.id());
   grpc::ClientContext context;
+  Authorize(&context, home_token_);
   auto reader = stub_->ReadChunks(&context, read);
   std::string restored;
   v1::ChunkData data;
@@ -295,6 +327,7 @@ TEST_F(BackupServiceTest, ReadOfUnknownChunkIsNotFound) {
   read.set_repo("home");
   read.add_ids(std::string(16, 'u'));
   grpc::ClientContext context;
+  Authorize(&context, home_token_);
   auto reader = stub_->ReadChunks(&context, read);
   v1::ChunkData data;
   EXPECT_FALSE(reader->Read(&data));
@@ -306,10 +339,12 @@ TEST_F(BackupServiceTest, ChunksOfOneRepoAreInvisibleToAnother) {
   v1::UploadReply upload_reply;
   ASSERT_TRUE(SendUploads({Upload(IdOf(data), data, false)}, &upload_reply).ok());
 
+  const std::string intruder_token = CreateRepo("intruder");
   v1::HelloRequest hello;
   hello.set_repo("intruder");
   v1::HelloReply intruder;
   grpc::ClientContext hello_context;
+  Authorize(&hello_context, intruder_token);
   ASSERT_TRUE(stub_->Hello(&hello_context, hello, &intruder).ok());
   EXPECT_NE(intruder.chunk_secret(), hello_.chunk_secret());
 
@@ -317,6 +352,7 @@ TEST_F(BackupServiceTest, ChunksOfOneRepoAreInvisibleToAnother) {
   read.set_repo("intruder");
   read.add_ids(IdOf(data));
   grpc::ClientContext context;
+  Authorize(&context, intruder_token);
   auto reader = stub_->ReadChunks(&context, read);
   v1::ChunkData chunk;
   EXPECT_FALSE(reader->Read(&chunk));
@@ -330,6 +366,175 @@ TEST_F(BackupServiceTest, SecondServerOnSameStoreIsRefused) {
   auto second = BackupServer::Start(options);
   EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_TRUE(std::filesystem::exists(dir_ + "/store/REPLIFS-SERVER-STORE"));
+}
+
+// Every RPC, with no token, a wrong token, and another repository's token.
+TEST_F(BackupServiceTest, EveryRpcNeedsTheRepositorysOwnToken) {
+  const std::string other_token = CreateRepo("other");
+  const std::string data = "home's secret bytes";
+  v1::UploadReply stored;
+  ASSERT_TRUE(SendUploads({Upload(IdOf(data), data, false)}, &stored).ok());
+  v1::ApplyReply applied;
+  ASSERT_TRUE(ApplyOps({PutFile("f", {IdOf(data)}, {data}, 1)}, &applied).ok());
+
+  struct Caller {
+    std::string label;
+    std::optional<std::string> token;  // nullopt: no metadata at all
+    grpc::StatusCode expected;
+  };
+  const std::vector<Caller> callers = {
+      {"no token", std::nullopt, grpc::StatusCode::UNAUTHENTICATED},
+      {"wrong token", std::string(64, 'a'), grpc::StatusCode::PERMISSION_DENIED},
+      {"empty token", std::string(), grpc::StatusCode::PERMISSION_DENIED},
+      {"other repo's token", other_token, grpc::StatusCode::PERMISSION_DENIED},
+  };
+  for (const Caller& caller : callers) {
+    SCOPED_TRACE(caller.label);
+    auto context = [&] {
+      auto c = std::make_unique<grpc::ClientContext>();
+      if (caller.token.has_value()) Authorize(c.get(), *caller.token);
+      return c;
+    };
+    v1::HelloRequest hello;
+    hello.set_repo("home");
+    v1::HelloReply hello_reply;
+    EXPECT_EQ(stub_->Hello(context().get(), hello, &hello_reply).error_code(), caller.expected);
+    EXPECT_TRUE(hello_reply.chunk_secret().empty());
+
+    v1::MissingChunksRequest missing;
+    missing.set_repo("home");
+    missing.add_ids(IdOf(data));
+    v1::MissingChunksReply missing_reply;
+    EXPECT_EQ(stub_->MissingChunks(context().get(), missing, &missing_reply).error_code(),
+              caller.expected);
+
+    const std::string planted = "planted by an intruder";
+    v1::UploadReply upload_reply;
+    {
+      auto c = context();
+      auto writer = stub_->UploadChunks(c.get(), &upload_reply);
+      writer->Write(Upload(IdOf(planted), planted, false));
+      writer->WritesDone();
+      EXPECT_EQ(writer->Finish().error_code(), caller.expected);
+    }
+
+    v1::ApplyRequest apply;
+    apply.set_repo("home");
+    apply.set_journal_id("intruder");
+    v1::Operation remove;
+    remove.set_seq(100);
+    remove.set_remove("f");
+    *apply.add_operations() = remove;
+    v1::ApplyReply apply_reply;
+    EXPECT_EQ(stub_->Apply(context().get(), apply, &apply_reply).error_code(), caller.expected);
+
+    v1::ListRequest list;
+    list.set_repo("home");
+    {
+      auto c = context();
+      auto reader = stub_->List(c.get(), list);
+      v1::NodeState state;
+      EXPECT_FALSE(reader->Read(&state));
+      EXPECT_EQ(reader->Finish().error_code(), caller.expected);
+    }
+    v1::ReadChunksRequest read;
+    read.set_repo("home");
+    read.add_ids(IdOf(data));
+    {
+      auto c = context();
+      auto reader = stub_->ReadChunks(c.get(), read);
+      v1::ChunkData chunk;
+      EXPECT_FALSE(reader->Read(&chunk));
+      EXPECT_EQ(reader->Finish().error_code(), caller.expected);
+    }
+    v1::ListVersionsRequest versions;
+    versions.set_repo("home");
+    versions.set_path("f");
+    {
+      auto c = context();
+      auto reader = stub_->ListVersions(c.get(), versions);
+      v1::NodeState state;
+      EXPECT_FALSE(reader->Read(&state));
+      EXPECT_EQ(reader->Finish().error_code(), caller.expected);
+    }
+    // Nothing the intruder sent arrived.
+    v1::MissingChunksRequest check;
+    check.set_repo("home");
+    check.add_ids(IdOf(planted));
+    v1::MissingChunksReply check_reply;
+    grpc::ClientContext check_context;
+    Authorize(&check_context, home_token_);
+    ASSERT_TRUE(stub_->MissingChunks(&check_context, check, &check_reply).ok());
+    EXPECT_EQ(check_reply.ids_size(), 1);
+  }
+  const std::vector<v1::NodeState> states = ListAll();
+  ASSERT_EQ(states.size(), 1u);  // the remove was refused every time
+  EXPECT_EQ(states[0].path(), "f");
+}
+
+TEST_F(BackupServiceTest, ResetTokenLocksOutTheOldOne) {
+  auto catalog = SqliteCatalog::Open(dir_ + "/store/catalog.sqlite");
+  ASSERT_TRUE(catalog.ok());
+  auto fresh = ResetRepoToken(**catalog, "home");
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  v1::HelloRequest hello;
+  hello.set_repo("home");
+  v1::HelloReply reply;
+  grpc::ClientContext old_context;
+  Authorize(&old_context, home_token_);
+  EXPECT_EQ(stub_->Hello(&old_context, hello, &reply).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  grpc::ClientContext new_context;
+  Authorize(&new_context, *fresh);
+  EXPECT_TRUE(stub_->Hello(&new_context, hello, &reply).ok());
+  EXPECT_EQ(reply.chunk_secret(), hello_.chunk_secret());
+  // Only the hash is stored: the token text appears nowhere in the catalog.
+  auto repos = (*catalog)->ListRepos();
+  ASSERT_TRUE(repos.ok());
+  for (const Repo& repo : *repos) {
+    EXPECT_EQ(repo.token_hash.size(), 32u);
+    EXPECT_EQ(repo.token_hash.find(*fresh), std::string::npos);
+  }
+  EXPECT_EQ(CreateRepoWithToken(**catalog, "home").status().code(),
+            absl::StatusCode::kAlreadyExists);
+}
+
+TEST_F(BackupServiceTest, ListVersionsReturnsEveryVersionOldestFirst) {
+  const std::string a = "version one", b = "version two, longer";
+  v1::UploadReply stored;
+  ASSERT_TRUE(SendUploads({Upload(IdOf(a), a, false), Upload(IdOf(b), b, true)}, &stored).ok());
+  v1::ApplyReply applied;
+  ASSERT_TRUE(ApplyOps({PutFile("f", {IdOf(a)}, {a}, 1)}, &applied).ok());
+  ASSERT_TRUE(ApplyOps({PutFile("f", {IdOf(b)}, {b}, 2)}, &applied).ok());
+  v1::Operation remove;
+  remove.set_seq(3);
+  remove.set_remove("f");
+  ASSERT_TRUE(ApplyOps({remove}, &applied).ok());
+
+  v1::ListVersionsRequest request;
+  request.set_repo("home");
+  request.set_path("f");
+  grpc::ClientContext context;
+  Authorize(&context, home_token_);
+  auto reader = stub_->ListVersions(&context, request);
+  std::vector<v1::NodeState> versions;
+  v1::NodeState state;
+  while (reader->Read(&state)) versions.push_back(state);
+  ASSERT_TRUE(reader->Finish().ok());
+  ASSERT_EQ(versions.size(), 3u);
+  EXPECT_EQ(versions[0].size(), a.size());
+  EXPECT_FALSE(versions[0].deleted());
+  EXPECT_EQ(versions[1].size(), b.size());
+  EXPECT_TRUE(versions[2].deleted());
+  EXPECT_LE(versions[0].time_ns(), versions[1].time_ns());
+  EXPECT_LE(versions[1].time_ns(), versions[2].time_ns());
+
+  request.set_path("../f");
+  grpc::ClientContext bad_context;
+  Authorize(&bad_context, home_token_);
+  auto bad = stub_->ListVersions(&bad_context, request);
+  EXPECT_FALSE(bad->Read(&state));
+  EXPECT_EQ(bad->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
 }  // namespace

@@ -20,6 +20,7 @@ struct Repo {
   int64_t id = 0;
   std::string name;
   std::string chunk_secret;
+  std::string token_hash;  // SHA-256 of the repository's token; empty: no token yet
 };
 
 class Catalog {
@@ -31,6 +32,13 @@ class Catalog {
                                                 std::string_view secret_if_new) = 0;
   // NOT_FOUND if there is no repository `name`.
   virtual absl::StatusOr<Repo> FindRepo(std::string_view name) = 0;
+  // Creates repository `name`; ALREADY_EXISTS if it exists.
+  virtual absl::StatusOr<Repo> CreateRepo(std::string_view name, std::string_view secret,
+                                          std::string_view token_hash) = 0;
+  // Replaces the token hash of `name` (a lost or leaked token); NOT_FOUND.
+  virtual absl::Status SetRepoTokenHash(std::string_view name, std::string_view token_hash) = 0;
+  // Every repository, by name.
+  virtual absl::StatusOr<std::vector<Repo>> ListRepos() = 0;
 
   // Highest remove/rename seq of `journal_id` applied so far; 0 if new.
   virtual absl::StatusOr<uint64_t> AppliedSeq(int64_t repo_id, std::string_view journal_id) = 0;
@@ -56,6 +64,10 @@ class Catalog {
   // seq set.
   virtual absl::StatusOr<std::vector<v1::NodeState>> List(
       int64_t repo_id, int64_t at_time_ns, const std::vector<std::string>& paths) = 0;
+
+  // Every version of exactly `path`, oldest first; deletions have deleted set.
+  virtual absl::StatusOr<std::vector<v1::NodeState>> ListVersions(int64_t repo_id,
+                                                                  std::string_view path) = 0;
 };
 
 }  // namespace replifs::server

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -12,9 +13,25 @@
 
 namespace replifs::server {
 
+// Held while alive; see ChunkStore::GuardWrite.
+class ChunkStoreGuard {
+ public:
+  virtual ~ChunkStoreGuard() = default;
+};
+
 class ChunkStore {
  public:
   virtual ~ChunkStore() = default;
+
+  // Garbage collection and writers exclude each other, across processes: a
+  // writer holds GuardWrite() (shared) from before Put until the chunk's
+  // catalog row is recorded; the collector holds GuardCollection()
+  // (exclusive) while it deletes rows and files. Otherwise a chunk stored
+  // again just as the collector unlinks it would be recorded without data.
+  virtual absl::StatusOr<std::unique_ptr<ChunkStoreGuard>> GuardWrite() = 0;
+  virtual absl::StatusOr<std::unique_ptr<ChunkStoreGuard>> GuardCollection() = 0;
+  // Removes a chunk's file; OK if it is already gone.
+  virtual absl::Status Delete(int64_t repo_id, std::string_view id) = 0;
 
   // Stores `data` (uncompressed) under the 16-byte `id`. Durable on OK
   // return; storing an id again is harmless.

@@ -1,6 +1,7 @@
 #include "replicator/server/file_chunk_store.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "replicator/server/absl_string_view.h"
 #include "replicator/server/chunk_file_format.h"
+#include "replicator/server/fault_injection.h"
 #include "replicator/server/request_validation.h"
 #include "replicator/server/status_macros.h"
 
@@ -58,6 +60,7 @@ absl::Status FileChunkStore::Put(int64_t repo_id, std::string_view id, std::stri
                          O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (!file.valid()) return ErrnoError(errno, absl::StrCat("create chunk ", hex));
   absl::Status status = WriteFully(file.get(), EncodeChunkFile(data), "write chunk");
+  if (status.ok()) status = fault::Check("mid-chunk-write");
   if (status.ok() && ::fdatasync(file.get()) != 0) status = ErrnoError(errno, "fdatasync chunk");
   if (status.ok()) status = file.Close();
   if (status.ok() && ::renameat(dir.get(), tmp_name.c_str(), dir.get(), hex.c_str()) != 0) {
@@ -92,6 +95,49 @@ absl::StatusOr<std::string> FileChunkStore::Get(int64_t repo_id, std::string_vie
     return absl::DataLossError(absl::StrCat("chunk ", hex, ": ", data.status().message()));
   }
   return data;
+}
+
+namespace {
+
+class FlockGuard : public ChunkStoreGuard {
+ public:
+  explicit FlockGuard(UniqueFd fd) : fd_(std::move(fd)) {}
+
+ private:
+  UniqueFd fd_;  // closing it releases the lock
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ChunkStoreGuard>> FileChunkStore::Guard(int operation) {
+  UniqueFd fd(::openat(repos_fd_.get(), "GC.LOCK", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+  if (!fd.valid()) return ErrnoError(errno, "open GC.LOCK");
+  while (::flock(fd.get(), operation) != 0) {
+    if (errno != EINTR) return ErrnoError(errno, "flock GC.LOCK");
+  }
+  return std::unique_ptr<ChunkStoreGuard>(new FlockGuard(std::move(fd)));
+}
+
+absl::StatusOr<std::unique_ptr<ChunkStoreGuard>> FileChunkStore::GuardWrite() {
+  return Guard(LOCK_SH);
+}
+
+absl::StatusOr<std::unique_ptr<ChunkStoreGuard>> FileChunkStore::GuardCollection() {
+  return Guard(LOCK_EX);
+}
+
+absl::Status FileChunkStore::Delete(int64_t repo_id, std::string_view id) {
+  REPLIFS_RETURN_IF_ERROR(ValidateRepoId(repo_id));
+  REPLIFS_RETURN_IF_ERROR(ValidateChunkId(id));
+  const std::string hex = absl::BytesToHexString(ToAbsl(id));
+  absl::StatusOr<UniqueFd> dir = OpenFanoutDirectory(repo_id, hex, /*create=*/false);
+  if (absl::IsNotFound(dir.status())) return absl::OkStatus();
+  if (!dir.ok()) return dir.status();
+  if (::unlinkat(dir->get(), hex.c_str(), 0) != 0 && errno != ENOENT) {
+    return ErrnoError(errno, absl::StrCat("delete chunk ", hex));
+  }
+  if (::fsync(dir->get()) != 0) return ErrnoError(errno, absl::StrCat("fsync chunk dir of ", hex));
+  return absl::OkStatus();
 }
 
 }  // namespace replifs::server

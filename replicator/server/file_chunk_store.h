@@ -20,6 +20,10 @@ class FileChunkStore : public ChunkStore {
 
   absl::Status Put(int64_t repo_id, std::string_view id, std::string_view data) override;
   absl::StatusOr<std::string> Get(int64_t repo_id, std::string_view id) override;
+  // flock(2) on <store>/repos/GC.LOCK, one open file per guard.
+  absl::StatusOr<std::unique_ptr<ChunkStoreGuard>> GuardWrite() override;
+  absl::StatusOr<std::unique_ptr<ChunkStoreGuard>> GuardCollection() override;
+  absl::Status Delete(int64_t repo_id, std::string_view id) override;
 
  private:
   explicit FileChunkStore(UniqueFd repos_fd) : repos_fd_(std::move(repos_fd)) {}
@@ -27,6 +31,8 @@ class FileChunkStore : public ChunkStore {
   // The <hh> directory of a chunk, created on demand if `create`.
   absl::StatusOr<UniqueFd> OpenFanoutDirectory(int64_t repo_id, const std::string& hex,
                                                bool create);
+
+  absl::StatusOr<std::unique_ptr<ChunkStoreGuard>> Guard(int operation);
 
   const UniqueFd repos_fd_;
   std::atomic<uint64_t> next_tmp_ = 0;

@@ -1,4 +1,5 @@
-// replifs-server [--listen HOST:PORT] [--store DIR]
+// replifs-server [--listen HOST:PORT] [--store DIR] [--tls-cert F --tls-key F] [--insecure]
+// replifs-server repo create|reset-token|list ...
 #include <limits.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -12,7 +13,11 @@
 #include <string_view>
 #include <thread>
 
+#include <vector>
+
 #include "replicator/server/backup_server.h"
+#include "replicator/server/repo_admin.h"
+#include "replicator/server/store_maintenance.h"
 
 namespace {
 
@@ -20,9 +25,16 @@ constexpr int kUsageExit = 2;
 constexpr char kStoreRegistry[] = "/run/replifs-server";
 
 constexpr char kUsage[] =
-    "usage: replifs-server [--listen HOST:PORT] [--store DIR]\n"
-    "  --listen  address to serve on (default 127.0.0.1:7433; port 0 picks a free one)\n"
-    "  --store   store directory (default /var/lib/replifs-server)\n";
+    "usage: replifs-server [--listen HOST:PORT] [--store DIR] [--tls-cert F --tls-key F]\n"
+    "                      [--insecure]\n"
+    "       replifs-server repo create|reset-token NAME | repo list [--store DIR]\n"
+    "       replifs-server scrub [--store DIR]   (re-hash every stored chunk)\n"
+    "       replifs-server prune --repo NAME --keep-... [--apply]   (see prune --help)\n"
+    "  --listen    address to serve on (default 127.0.0.1:7433; port 0 picks a free one)\n"
+    "  --store     store directory (default /var/lib/replifs-server)\n"
+    "  --tls-cert  PEM certificate (chain) to serve TLS with; needs --tls-key\n"
+    "  --tls-key   PEM private key of --tls-cert\n"
+    "  --insecure  allow a non-loopback --listen without TLS (tokens travel in clear)\n";
 
 [[noreturn]] void Fail(std::string_view message) {
   std::cerr << "replifs-server: " << message << "\n";
@@ -37,6 +49,10 @@ replifs::server::ServerOptions ParseFlags(int argc, char** argv) {
       std::cout << kUsage;
       std::exit(0);
     }
+    if (arg == "--insecure") {
+      options.insecure = true;
+      continue;
+    }
     std::string* target = nullptr;
     std::string_view name = arg;
     std::string_view value;
@@ -50,6 +66,10 @@ replifs::server::ServerOptions ParseFlags(int argc, char** argv) {
       target = &options.listen_address;
     } else if (name == "--store") {
       target = &options.store_dir;
+    } else if (name == "--tls-cert") {
+      target = &options.tls_cert_file;
+    } else if (name == "--tls-key") {
+      target = &options.tls_key_file;
     } else {
       Fail(std::string("unknown argument ") + std::string(arg) + " (try --help)");
     }
@@ -77,6 +97,13 @@ std::string RegisterStore(const std::string& store_dir) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 2) {
+    const std::string_view command = argv[1];
+    const std::vector<std::string> rest(argv + 2, argv + argc);
+    if (command == "repo") return replifs::server::RepoAdminCommand(rest);
+    if (command == "scrub") return replifs::server::ScrubCommand(rest);
+    if (command == "prune") return replifs::server::PruneCommand(rest);
+  }
   const replifs::server::ServerOptions options = ParseFlags(argc, argv);
 
   // Block the shutdown signals before any thread starts, so only the waiter

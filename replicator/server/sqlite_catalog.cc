@@ -5,17 +5,26 @@
 #include <map>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "replicator/server/absl_string_view.h"
+#include "replicator/server/fault_injection.h"
 #include "replicator/server/status_macros.h"
 #include "replicator/server/version_codec.h"
 
 namespace replifs::server {
 namespace {
 
-constexpr int64_t kSchemaVersion = 1;
+constexpr int64_t kSchemaVersion = 2;
+
+// Version 1 -> 2: repositories get a token (only its SHA-256 is kept).
+// Chunks get the time they were last stored or found present, so garbage
+// collection spares chunks an in-flight commit is about to name.
+constexpr const char* kSchemaV2 =
+    "ALTER TABLE repos ADD COLUMN token_hash BLOB NOT NULL DEFAULT x'';"
+    "ALTER TABLE chunks ADD COLUMN touched_ns INTEGER NOT NULL DEFAULT 0;";
 constexpr uint32_t kRenameExchange = 2;  // RENAME_EXCHANGE from <linux/fs.h>
 constexpr int64_t kEndOfTime = std::numeric_limits<int64_t>::max();
 
@@ -107,6 +116,7 @@ class Transaction {
     return absl::OkStatus();
   }
   absl::Status Commit() {
+    REPLIFS_RETURN_IF_ERROR(fault::Check("before-server-fsync"));
     REPLIFS_RETURN_IF_ERROR(db_->Exec("COMMIT"));
     open_ = false;
     return absl::OkStatus();
@@ -149,6 +159,12 @@ absl::Status SqliteCatalog::Initialize() {
   REPLIFS_ASSIGN_OR_RETURN(bool has_row, version.Step());
   const int64_t user_version = has_row ? version.ColumnInt(0) : 0;
   if (user_version == kSchemaVersion) return txn.Commit();
+  if (user_version == 1) {
+    REPLIFS_RETURN_IF_ERROR(db_.Exec(kSchemaV2));
+    REPLIFS_RETURN_IF_ERROR(
+        db_.Exec(absl::StrCat("PRAGMA user_version = ", kSchemaVersion).c_str()));
+    return txn.Commit();
+  }
   if (user_version != 0) {
     return absl::FailedPreconditionError(absl::StrCat("catalog: schema version ", user_version,
                                                       " is not supported (this server "
@@ -156,18 +172,99 @@ absl::Status SqliteCatalog::Initialize() {
                                                       kSchemaVersion, ")"));
   }
   REPLIFS_RETURN_IF_ERROR(db_.Exec(kSchema));
+  REPLIFS_RETURN_IF_ERROR(db_.Exec(kSchemaV2));
   REPLIFS_RETURN_IF_ERROR(db_.Exec(absl::StrCat("PRAGMA user_version = ", kSchemaVersion).c_str()));
   return txn.Commit();
 }
 
 absl::StatusOr<std::optional<Repo>> SqliteCatalog::LookupRepo(std::string_view name) {
   REPLIFS_ASSIGN_OR_RETURN(SqliteStatement stmt,
-                           db_.Prepare("SELECT id, chunk_secret FROM repos WHERE name = ?1"));
+                           db_.Prepare("SELECT id, chunk_secret, token_hash FROM repos WHERE name = ?1"));
   stmt.BindText(1, name);
   REPLIFS_ASSIGN_OR_RETURN(bool has_row, stmt.Step());
   if (!has_row) return std::nullopt;
-  return Repo{
-      .id = stmt.ColumnInt(0), .name = std::string(name), .chunk_secret = stmt.ColumnBlob(1)};
+  return Repo{.id = stmt.ColumnInt(0),
+              .name = std::string(name),
+              .chunk_secret = stmt.ColumnBlob(1),
+              .token_hash = stmt.ColumnBlob(2)};
+}
+
+absl::StatusOr<Repo> SqliteCatalog::CreateRepo(std::string_view name, std::string_view secret,
+                                               std::string_view token_hash) {
+  absl::MutexLock lock(&mu_);
+  Transaction txn(&db_);
+  REPLIFS_RETURN_IF_ERROR(txn.Begin());
+  REPLIFS_ASSIGN_OR_RETURN(std::optional<Repo> existing, LookupRepo(name));
+  if (existing.has_value()) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("repository \"", absl::CHexEscape(ToAbsl(name)), "\" already exists"));
+  }
+  REPLIFS_ASSIGN_OR_RETURN(SqliteStatement insert,
+                           db_.Prepare("INSERT INTO repos(name, chunk_secret, created_ns, "
+                                       "token_hash) VALUES (?1, ?2, ?3, ?4)"));
+  insert.BindText(1, name);
+  insert.BindBlob(2, secret);
+  insert.BindInt(3, absl::GetCurrentTimeNanos());
+  insert.BindBlob(4, token_hash);
+  REPLIFS_RETURN_IF_ERROR(insert.Run());
+  REPLIFS_ASSIGN_OR_RETURN(std::optional<Repo> created, LookupRepo(name));
+  REPLIFS_RETURN_IF_ERROR(txn.Commit());
+  if (!created.has_value()) return absl::InternalError("catalog: created repository vanished");
+  return *created;
+}
+
+absl::Status SqliteCatalog::SetRepoTokenHash(std::string_view name, std::string_view token_hash) {
+  absl::MutexLock lock(&mu_);
+  Transaction txn(&db_);
+  REPLIFS_RETURN_IF_ERROR(txn.Begin());
+  REPLIFS_ASSIGN_OR_RETURN(std::optional<Repo> existing, LookupRepo(name));
+  if (!existing.has_value()) {
+    return absl::NotFoundError(
+        absl::StrCat("no repository named \"", absl::CHexEscape(ToAbsl(name)), "\""));
+  }
+  REPLIFS_ASSIGN_OR_RETURN(SqliteStatement update,
+                           db_.Prepare("UPDATE repos SET token_hash = ?1 WHERE id = ?2"));
+  update.BindBlob(1, token_hash);
+  update.BindInt(2, existing->id);
+  REPLIFS_RETURN_IF_ERROR(update.Run());
+  return txn.Commit();
+}
+
+absl::StatusOr<std::vector<Repo>> SqliteCatalog::ListRepos() {
+  absl::MutexLock lock(&mu_);
+  REPLIFS_ASSIGN_OR_RETURN(
+      SqliteStatement stmt,
+      db_.Prepare("SELECT id, name, chunk_secret, token_hash FROM repos ORDER BY name"));
+  std::vector<Repo> repos;
+  while (true) {
+    REPLIFS_ASSIGN_OR_RETURN(bool has_row, stmt.Step());
+    if (!has_row) break;
+    repos.push_back(Repo{.id = stmt.ColumnInt(0),
+                         .name = stmt.ColumnBlob(1),
+                         .chunk_secret = stmt.ColumnBlob(2),
+                         .token_hash = stmt.ColumnBlob(3)});
+  }
+  return repos;
+}
+
+absl::StatusOr<std::vector<v1::NodeState>> SqliteCatalog::ListVersions(int64_t repo_id,
+                                                                       std::string_view path) {
+  absl::MutexLock lock(&mu_);
+  REPLIFS_ASSIGN_OR_RETURN(
+      SqliteStatement stmt,
+      db_.Prepare(absl::StrCat("SELECT ", kStateColumns, ", v.deleted FROM versions AS v "
+                               "WHERE v.repo_id = ?1 AND v.path = ?2 ORDER BY v.time_ns, v.id")));
+  stmt.BindInt(1, repo_id);
+  stmt.BindBlob(2, path);
+  std::vector<v1::NodeState> versions;
+  while (true) {
+    REPLIFS_ASSIGN_OR_RETURN(bool has_row, stmt.Step());
+    if (!has_row) break;
+    REPLIFS_ASSIGN_OR_RETURN(v1::NodeState state, RowToState(stmt));
+    state.set_deleted(stmt.ColumnInt(14) != 0);
+    versions.push_back(std::move(state));
+  }
+  return versions;
 }
 
 absl::StatusOr<Repo> SqliteCatalog::FindOrCreateRepo(std::string_view name,
@@ -223,10 +320,12 @@ absl::Status SqliteCatalog::RecordChunk(int64_t repo_id, std::string_view id, ui
   absl::MutexLock lock(&mu_);
   REPLIFS_ASSIGN_OR_RETURN(
       SqliteStatement stmt,
-      db_.Prepare("INSERT OR IGNORE INTO chunks(repo_id, id, length) VALUES (?1, ?2, ?3)"));
+      db_.Prepare("INSERT INTO chunks(repo_id, id, length, touched_ns) VALUES (?1, ?2, ?3, ?4) "
+                  "ON CONFLICT(repo_id, id) DO UPDATE SET touched_ns = excluded.touched_ns"));
   stmt.BindInt(1, repo_id);
   stmt.BindBlob(2, id);
   stmt.BindInt(3, length);
+  stmt.BindInt(4, absl::GetCurrentTimeNanos());
   return stmt.Run();
 }
 
@@ -255,10 +354,19 @@ absl::StatusOr<std::vector<std::string>> SqliteCatalog::MissingChunks(
     int64_t repo_id, const std::vector<std::string>& ids) {
   absl::MutexLock lock(&mu_);
   std::vector<std::string> missing;
+  std::vector<const std::string*> present;
   for (const std::string& id : ids) {
     REPLIFS_ASSIGN_OR_RETURN(std::optional<uint32_t> length, RecordedChunkLength(repo_id, id));
-    if (!length.has_value()) missing.push_back(id);
+    if (length.has_value()) {
+      present.push_back(&id);
+    } else {
+      missing.push_back(id);
+    }
   }
+  // A chunk reported present will be named by a commit soon: refresh its age
+  // (best effort: on a full disk this only shortens the GC grace it gets;
+  // FORMAT.md rule 2 keeps commits correct either way).
+  if (!present.empty()) TouchChunks(repo_id, present).IgnoreError();
   return missing;
 }
 
@@ -510,6 +618,121 @@ absl::StatusOr<std::vector<v1::NodeState>> SqliteCatalog::List(
   result.reserve(merged.size());
   for (auto& [path, state] : merged) result.push_back(std::move(state));
   return result;
+}
+
+absl::Status SqliteCatalog::TouchChunks(int64_t repo_id, const std::vector<const std::string*>& ids) {
+  Transaction txn(&db_);
+  REPLIFS_RETURN_IF_ERROR(txn.Begin());
+  REPLIFS_ASSIGN_OR_RETURN(
+      SqliteStatement touch,
+      db_.Prepare("UPDATE chunks SET touched_ns = ?3 WHERE repo_id = ?1 AND id = ?2"));
+  const int64_t now = absl::GetCurrentTimeNanos();
+  for (const std::string* id : ids) {
+    touch.Reset();
+    touch.BindInt(1, repo_id);
+    touch.BindBlob(2, *id);
+    touch.BindInt(3, now);
+    REPLIFS_RETURN_IF_ERROR(touch.Run());
+  }
+  return txn.Commit();
+}
+
+absl::StatusOr<std::vector<SqliteCatalog::ChunkRecord>> SqliteCatalog::ListChunks(
+    int64_t repo_id) {
+  absl::MutexLock lock(&mu_);
+  REPLIFS_ASSIGN_OR_RETURN(
+      SqliteStatement stmt,
+      db_.Prepare("SELECT id, length FROM chunks WHERE repo_id = ?1 ORDER BY id"));
+  stmt.BindInt(1, repo_id);
+  std::vector<ChunkRecord> chunks;
+  while (true) {
+    REPLIFS_ASSIGN_OR_RETURN(bool has_row, stmt.Step());
+    if (!has_row) break;
+    chunks.push_back({stmt.ColumnBlob(0), static_cast<uint32_t>(stmt.ColumnInt(1))});
+  }
+  return chunks;
+}
+
+absl::StatusOr<std::vector<SqliteCatalog::VersionRow>> SqliteCatalog::ListVersionRows(
+    int64_t repo_id) {
+  absl::MutexLock lock(&mu_);
+  REPLIFS_ASSIGN_OR_RETURN(SqliteStatement stmt,
+                           db_.Prepare("SELECT id, path, time_ns, deleted, size FROM versions "
+                                       "WHERE repo_id = ?1 ORDER BY path, time_ns, id"));
+  stmt.BindInt(1, repo_id);
+  std::vector<VersionRow> rows;
+  while (true) {
+    REPLIFS_ASSIGN_OR_RETURN(bool has_row, stmt.Step());
+    if (!has_row) break;
+    rows.push_back({stmt.ColumnInt(0), stmt.ColumnBlob(1), stmt.ColumnInt(2),
+                    stmt.ColumnInt(3) != 0, AsUnsigned(stmt.ColumnInt(4))});
+  }
+  return rows;
+}
+
+absl::Status SqliteCatalog::DeleteVersionRows(int64_t repo_id, const std::vector<int64_t>& ids) {
+  absl::MutexLock lock(&mu_);
+  Transaction txn(&db_);
+  REPLIFS_RETURN_IF_ERROR(txn.Begin());
+  REPLIFS_ASSIGN_OR_RETURN(SqliteStatement stmt,
+                           db_.Prepare("DELETE FROM versions WHERE repo_id = ?1 AND id = ?2"));
+  for (int64_t id : ids) {
+    stmt.Reset();
+    stmt.BindInt(1, repo_id);
+    stmt.BindInt(2, id);
+    REPLIFS_RETURN_IF_ERROR(stmt.Run());
+  }
+  return txn.Commit();
+}
+
+absl::StatusOr<std::vector<std::string>> SqliteCatalog::DeleteUnreferencedChunks(
+    int64_t repo_id, int64_t touched_before_ns, bool dry_run,
+    const std::function<absl::Status(const std::string& id)>& after_commit) {
+  absl::MutexLock lock(&mu_);
+  // One write transaction: an Apply either committed before it (and its
+  // chunks are referenced) or runs after it (and finds them unrecorded).
+  Transaction txn(&db_);
+  REPLIFS_RETURN_IF_ERROR(txn.Begin());
+  absl::flat_hash_set<std::string> referenced;
+  {
+    REPLIFS_ASSIGN_OR_RETURN(
+        SqliteStatement rows,
+        db_.Prepare("SELECT chunks FROM versions WHERE repo_id = ?1 AND length(chunks) > 0"));
+    rows.BindInt(1, repo_id);
+    while (true) {
+      REPLIFS_ASSIGN_OR_RETURN(bool has_row, rows.Step());
+      if (!has_row) break;
+      v1::NodeState state;
+      REPLIFS_RETURN_IF_ERROR(DecodeChunkList(rows.ColumnBlob(0), &state));
+      for (const v1::ChunkRef& chunk : state.chunks()) referenced.insert(chunk.id());
+    }
+  }
+  std::vector<std::string> garbage;
+  {
+    REPLIFS_ASSIGN_OR_RETURN(
+        SqliteStatement chunks,
+        db_.Prepare("SELECT id FROM chunks WHERE repo_id = ?1 AND touched_ns < ?2"));
+    chunks.BindInt(1, repo_id);
+    chunks.BindInt(2, touched_before_ns);
+    while (true) {
+      REPLIFS_ASSIGN_OR_RETURN(bool has_row, chunks.Step());
+      if (!has_row) break;
+      std::string id = chunks.ColumnBlob(0);
+      if (!referenced.contains(id)) garbage.push_back(std::move(id));
+    }
+  }
+  if (dry_run) return garbage;
+  REPLIFS_ASSIGN_OR_RETURN(SqliteStatement remove,
+                           db_.Prepare("DELETE FROM chunks WHERE repo_id = ?1 AND id = ?2"));
+  for (const std::string& id : garbage) {
+    remove.Reset();
+    remove.BindInt(1, repo_id);
+    remove.BindBlob(2, id);
+    REPLIFS_RETURN_IF_ERROR(remove.Run());
+  }
+  REPLIFS_RETURN_IF_ERROR(txn.Commit());
+  for (const std::string& id : garbage) REPLIFS_RETURN_IF_ERROR(after_commit(id));
+  return garbage;
 }
 
 }  // namespace replifs::server

@@ -3,6 +3,7 @@
 // are serialized. Schema and commit order: FORMAT.md.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -24,6 +25,12 @@ class SqliteCatalog : public Catalog {
   absl::StatusOr<Repo> FindOrCreateRepo(std::string_view name,
                                         std::string_view secret_if_new) override;
   absl::StatusOr<Repo> FindRepo(std::string_view name) override;
+  absl::StatusOr<Repo> CreateRepo(std::string_view name, std::string_view secret,
+                                  std::string_view token_hash) override;
+  absl::Status SetRepoTokenHash(std::string_view name, std::string_view token_hash) override;
+  absl::StatusOr<std::vector<Repo>> ListRepos() override;
+  absl::StatusOr<std::vector<v1::NodeState>> ListVersions(int64_t repo_id,
+                                                          std::string_view path) override;
   absl::StatusOr<uint64_t> AppliedSeq(int64_t repo_id, std::string_view journal_id) override;
   absl::Status RecordChunk(int64_t repo_id, std::string_view id, uint32_t length) override;
   absl::StatusOr<uint32_t> ChunkLength(int64_t repo_id, std::string_view id) override;
@@ -35,10 +42,35 @@ class SqliteCatalog : public Catalog {
   absl::StatusOr<std::vector<v1::NodeState>> List(int64_t repo_id, int64_t at_time_ns,
                                                   const std::vector<std::string>& paths) override;
 
+  // Maintenance (replifs-server scrub / prune), not part of Catalog.
+  struct ChunkRecord {
+    std::string id;
+    uint32_t length = 0;
+  };
+  absl::StatusOr<std::vector<ChunkRecord>> ListChunks(int64_t repo_id);
+  struct VersionRow {
+    int64_t row_id = 0;
+    std::string path;
+    int64_t time_ns = 0;
+    bool deleted = false;
+    uint64_t size = 0;
+  };
+  // Every version row, by path then time.
+  absl::StatusOr<std::vector<VersionRow>> ListVersionRows(int64_t repo_id);
+  absl::Status DeleteVersionRows(int64_t repo_id, const std::vector<int64_t>& row_ids);
+  // Chunk rows no version names and not touched since `touched_before_ns`:
+  // deleted in one transaction (unless dry_run), then `after_commit` runs
+  // for each (to delete the file). Returns their ids.
+  absl::StatusOr<std::vector<std::string>> DeleteUnreferencedChunks(
+      int64_t repo_id, int64_t touched_before_ns, bool dry_run,
+      const std::function<absl::Status(const std::string& id)>& after_commit);
+
  private:
   explicit SqliteCatalog(SqliteDb db) : db_(std::move(db)) {}
 
   absl::Status Initialize() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status TouchChunks(int64_t repo_id, const std::vector<const std::string*>& ids)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::optional<Repo>> LookupRepo(std::string_view name)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<uint64_t> AppliedSeqLocked(int64_t repo_id, std::string_view journal_id)

@@ -1,0 +1,453 @@
+// Fault tests (issue 6): a real replifs-server on 127.0.0.1 and a real FUSE
+// mount, with kills at named injection points (REPLIFS_FAULT, see
+// replicator/server/fault_injection.h) and at seeded random times. Each test
+// prints its seed (replay with REPLIFS_FAULT_SEED=N) and figures, and after
+// recovery asserts that `replifs verify` is clean and that a restore equals
+// the protected tree (nothing acknowledged lost, nothing invented).
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <random>
+#include <thread>
+
+#include "tests/fault_proxy.h"
+#include "tests/harness.h"
+#include "tests/tree_compare.h"
+
+#ifndef REPLIFS_BIN
+#error "REPLIFS_BIN must be defined by the build"
+#endif
+#ifndef REPLIFS_SERVER_BIN
+#error "REPLIFS_SERVER_BIN must be defined by the build"
+#endif
+
+namespace replifs::test {
+namespace {
+
+const bool kBinariesSet = [] {
+  Binaries().replifs = REPLIFS_BIN;
+  Binaries().server = REPLIFS_SERVER_BIN;
+  return true;
+}();
+
+void SleepMs(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+
+uint64_t TestSeed(const char* test) {
+  uint64_t seed = std::random_device{}();
+  if (const char* fixed = getenv("REPLIFS_FAULT_SEED")) seed = std::strtoull(fixed, nullptr, 10);
+  std::cout << "[ seed     ] " << test << ": " << seed << " (replay: REPLIFS_FAULT_SEED=" << seed
+            << ")" << std::endl;
+  return seed;
+}
+
+// Figures a workload reports.
+struct WorkloadFigures {
+  std::atomic<long> ops{0}, bytes{0}, errors{0};
+};
+
+// A heavy mixed workload under DIR/w: creates, overwrites, appends, partial
+// writes, renames, unlinks, mkdirs, fsyncs. Stops when `stop` is set or after
+// `max_errors` failures (the mount died under it). Deterministic per seed.
+void MixedWorkload(const std::string& dir, uint64_t seed, std::atomic<bool>* stop,
+                   WorkloadFigures* figures, int max_ops = 1 << 30, int max_errors = 20) {
+  std::mt19937_64 rng(seed);
+  const std::string base = dir + "/w";
+  mkdir(base.c_str(), 0755);
+  auto name = [&](int kind) { return base + "/f" + std::to_string(rng() % 40) + (kind ? ".bin" : ".txt"); };
+  for (int i = 0; i < max_ops && !*stop && figures->errors < max_errors; ++i) {
+    const int choice = static_cast<int>(rng() % 100);
+    bool ok = true;
+    if (choice < 45) {  // create or overwrite, sometimes fsync
+      const std::string path = name(choice % 2);
+      const std::string data = RandomBytes(1 + rng() % (choice % 2 ? 300000 : 4000), rng());
+      int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      ok = fd >= 0 && write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size());
+      if (ok && choice < 10) ok = fsync(fd) == 0;
+      if (fd >= 0) ok = close(fd) == 0 && ok;
+      if (ok) figures->bytes += static_cast<long>(data.size());
+    } else if (choice < 65) {  // pwrite inside, or append
+      const std::string path = name(1);
+      const std::string data = RandomBytes(1 + rng() % 20000, rng());
+      int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
+      if (fd < 0) continue;  // not created yet
+      const off_t off = static_cast<off_t>(rng() % 200000);
+      ok = pwrite(fd, data.data(), data.size(), off) == static_cast<ssize_t>(data.size());
+      ok = close(fd) == 0 && ok;
+      if (ok) figures->bytes += static_cast<long>(data.size());
+    } else if (choice < 80) {  // rename over or to a new name
+      const std::string from = name(choice % 2), to = name(choice % 2);
+      if (rename(from.c_str(), to.c_str()) != 0 && errno != ENOENT) ok = false;
+    } else if (choice < 92) {
+      if (unlink(name(choice % 2).c_str()) != 0 && errno != ENOENT) ok = false;
+    } else {
+      const std::string sub = base + "/d" + std::to_string(rng() % 5);
+      if (mkdir(sub.c_str(), 0755) != 0 && errno != EEXIST) ok = false;
+      const std::string data = RandomBytes(1 + rng() % 3000, rng());
+      int fd = open((sub + "/g" + std::to_string(rng() % 4)).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      ok = ok && fd >= 0 && write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size());
+      if (fd >= 0) ok = close(fd) == 0 && ok;
+    }
+    if (ok) figures->ops++;
+    else figures->errors++;
+  }
+}
+
+class FaultTest : public ReplifsTest {
+ protected:
+  void TearDown() override {
+    unsetenv("REPLIFS_FAULT");
+    unsetenv("REPLIFS_FAULT_NOTES");
+    if (proxy_) proxy_->Stop();
+    if (!tmpfs_.empty()) {
+      server_.Stop();
+      umount2(tmpfs_.c_str(), MNT_DETACH);
+    }
+    ReplifsTest::TearDown();
+  }
+
+  // Sync, verify, restore and compare: the end of every fault test.
+  void ExpectRecovered(double sync_timeout_s = 120) {
+    RunResult sync = Sync(sync_timeout_s);
+    std::cout << "[ sync     ] exit " << sync.exit_code << " in " << sync.seconds << " s" << std::endl;
+    ASSERT_TRUE(Succeeded(sync));
+    RunResult verify = Verify();
+    std::cout << "[ verify   ] exit " << verify.exit_code << "\n" << verify.out << std::flush;
+    EXPECT_TRUE(Succeeded(verify));
+    const std::string dest = FreshPath("restore");
+    ASSERT_TRUE(Succeeded(Restore(dest)));
+    const auto diffs = CompareTrees(prot_, dest);
+    std::cout << "[ compare  ] " << CountEntries(prot_) << " entries, " << diffs.size()
+              << " difference(s) after restore" << std::endl;
+    for (size_t i = 0; i < diffs.size() && i < 20; ++i) std::cout << "[ compare  ]   " << diffs[i] << std::endl;
+    EXPECT_TRUE(diffs.empty());
+  }
+
+  // Scheduler retries so far (status' failed-batch figure is not printed; the
+  // daemon log is not kept), reported from `replifs status` lines instead.
+  void PrintStatus(const char* when) {
+    RunResult s = Status();
+    std::cout << "[ status   ] " << when << ":\n" << s.out << std::flush;
+  }
+
+  // Kills the daemon with SIGKILL and waits until it is gone.
+  void KillDaemon() {
+    const pid_t pid = DaemonPid();
+    ASSERT_GT(pid, 0);
+    ASSERT_EQ(kill(pid, SIGKILL), 0);
+    ASSERT_TRUE(WaitDaemonGone(pid, 15));
+  }
+
+  std::unique_ptr<FaultProxy> proxy_;
+  std::string tmpfs_;
+};
+
+// (1) kill -9 of the client daemon at seeded random times and at the named
+// points, in a heavy mixed workload; remount; sync.
+TEST_F(FaultTest, DaemonKilledAtRandomPointsLosesNothing) {
+  std::mt19937_64 rng(TestSeed("DaemonKilled"));
+  const char* points[] = {"after-journal-append", "before-send", "after-ack-before-trim", nullptr};
+  WorkloadFigures figures;
+  int kills = 0;
+  for (const char* point : points) {
+    if (point != nullptr) {
+      const std::string spec = std::string(point) + ":kill@" + std::to_string(10 + rng() % 60);
+      setenv("REPLIFS_FAULT", spec.c_str(), 1);
+      std::cout << "[ fault    ] REPLIFS_FAULT=" << spec << std::endl;
+    } else {
+      unsetenv("REPLIFS_FAULT");
+    }
+    // Mount() alone: the daemon may reach its injection point (the mount's
+    // reconcile journals events too) before MountOk could see it alive.
+    ASSERT_TRUE(Succeeded(Mount({"--quiet-ms", "50", "--max-delay-ms", "300"})));
+    const pid_t daemon = DaemonPid();
+    std::atomic<bool> stop{false};
+    std::thread work(MixedWorkload, prot_, rng(), &stop, &figures, 1 << 30, 20);
+    // Random kill time for the plain round; the named point fires by itself
+    // (or, if the workload did not reach it, the random kill does).
+    const int kill_ms = 200 + static_cast<int>(rng() % 1500);
+    for (int waited = 0; waited < kill_ms && ProcessAlive(daemon); waited += 10) SleepMs(10);
+    const bool fired = !ProcessAlive(daemon);
+    if (!fired) kill(daemon, SIGKILL);
+    WaitDaemonGone(daemon, 15);
+    // `replifs mount` should detach a mount whose daemon is gone, but was
+    // seen refusing ("already protected") right after a kill: detach here.
+    if (IsMounted(prot_)) {
+      std::cout << "[ note     ] detached " << DetachMountsUnder(prot_) << " dead mount(s)" << std::endl;
+    }
+    ++kills;
+    std::cout << "[ kill     ] daemon " << daemon << (fired ? " died at the injection point" : " killed")
+              << " after <= " << kill_ms << " ms" << std::endl;
+    stop = true;
+    work.join();
+  }
+  unsetenv("REPLIFS_FAULT");
+  std::cout << "[ figures  ] " << figures.ops << " changes, " << figures.bytes << " bytes written, "
+            << figures.errors << " writes failed on a dead mount, " << kills << " kills" << std::endl;
+  EXPECT_GT(figures.ops, 50) << "the workload did too little to mean anything";
+  ASSERT_TRUE(MountOk());
+  ExpectRecovered();
+}
+
+// (2) kill -9 of the server at random times and at its named points; restart
+// it on the same port and store; sync.
+TEST_F(FaultTest, ServerKilledAtRandomPointsLosesNothing) {
+  std::mt19937_64 rng(TestSeed("ServerKilled"));
+  ASSERT_TRUE(MountOk({"--quiet-ms", "50", "--max-delay-ms", "300"}));
+  std::atomic<bool> stop{false};
+  WorkloadFigures figures;
+  std::thread work(MixedWorkload, prot_, rng(), &stop, &figures, 1500, 1000);
+  const char* points[] = {"mid-chunk-write", "before-server-fsync", "after-commit-before-ack", nullptr, nullptr};
+  int kills = 0, self_kills = 0;
+  for (const char* point : points) {
+    if (point != nullptr) {
+      const std::string spec = std::string(point) + ":kill@" + std::to_string(1 + rng() % 5);
+      setenv("REPLIFS_FAULT", spec.c_str(), 1);
+      std::cout << "[ fault    ] server REPLIFS_FAULT=" << spec << std::endl;
+    } else {
+      unsetenv("REPLIFS_FAULT");
+    }
+    server_.Stop(0);
+    ASSERT_EQ(RestartServerSamePort(), "");
+    unsetenv("REPLIFS_FAULT");
+    const pid_t pid = server_.pid();
+    const int kill_ms = 300 + static_cast<int>(rng() % 1500);
+    for (int waited = 0; waited < kill_ms && ProcessAlive(pid); waited += 10) SleepMs(10);
+    if (ProcessAlive(pid)) {
+      kill(pid, SIGKILL);
+    } else {
+      ++self_kills;
+    }
+    ++kills;
+    server_.Stop(0);
+    SleepMs(static_cast<int>(rng() % 500));
+  }
+  ASSERT_EQ(RestartServerSamePort(), "");
+  stop = true;
+  work.join();
+  std::cout << "[ figures  ] " << figures.ops << " changes, " << figures.bytes << " bytes written, "
+            << kills << " server kills (" << self_kills << " at an injection point)" << std::endl;
+  EXPECT_EQ(figures.errors, 0) << "the user's writes must not fail while the server is down";
+  PrintStatus("after the last restart");
+  ExpectRecovered();
+}
+
+// (3) the server stopped for a while: changes queue, status says so, and all
+// goes out when it is back.
+TEST_F(FaultTest, ServerDownChangesQueueAndGoOutLater) {
+  ASSERT_TRUE(MountOk({"--quiet-ms", "50", "--max-delay-ms", "300"}));
+  ASSERT_TRUE(Succeeded(Sync()));
+  std::cout << "[ server   ] stopped: " << StopServer() << std::endl;
+  const int files = 100;
+  long bytes = 0;
+  for (int i = 0; i < files; ++i) {
+    const std::string data = RandomBytes(1000 + i * 97, 7000 + i);
+    WriteFile(P("queued_" + std::to_string(i) + ".bin"), data);
+    bytes += static_cast<long>(data.size());
+  }
+  ASSERT_EQ(rename(P("queued_0.bin").c_str(), P("queued_renamed.bin").c_str()), 0);
+  ASSERT_EQ(unlink(P("queued_1.bin").c_str()), 0);
+  std::optional<long long> pending;
+  RunResult status;
+  for (int i = 0; i < 50; ++i) {
+    status = Status();
+    pending = PendingChanges();
+    if (pending && *pending >= files && status.out.find("UNREACHABLE") != std::string::npos) break;
+    SleepMs(100);
+  }
+  std::cout << "[ status   ] with the server down:\n" << status.out << std::flush;
+  EXPECT_TRUE(pending && *pending >= files) << "every change must be pending";
+  EXPECT_NE(status.out.find("UNREACHABLE"), std::string::npos) << "status must say the server is unreachable";
+  SleepMs(2000);  // a while: retries back off
+  ASSERT_EQ(RestartServerSamePort(), "");
+  std::cout << "[ figures  ] " << files << " files, " << bytes << " bytes queued while the server was down"
+            << std::endl;
+  ExpectRecovered();
+  EXPECT_EQ(PendingChanges().value_or(-1), 0);
+}
+
+// (4) the server's store runs out of space (a small tmpfs): a clear error,
+// nothing acknowledged lost, recovery once space returns.
+TEST_F(FaultTest, StoreOutOfSpaceRecoversWhenSpaceReturns) {
+  tmpfs_ = FreshPath("store-tmpfs");
+  ASSERT_EQ(mkdir(tmpfs_.c_str(), 0700), 0);
+  if (mount("tmpfs", tmpfs_.c_str(), "tmpfs", 0, "size=16m") != 0) {
+    const std::string why = std::string("cannot mount a tmpfs: ") + strerror(errno);
+    tmpfs_.clear();
+    if (getenv("CI") && std::string(getenv("CI")) == "true") FAIL() << why;
+    GTEST_SKIP() << why;
+  }
+  const std::string listen = server_.address();
+  server_.Stop();
+  ASSERT_EQ(mkdir((tmpfs_ + "/store").c_str(), 0700), 0);
+  ASSERT_EQ(server_.Start(tmpfs_ + "/store", listen, server_log_), "");
+  ASSERT_NO_FATAL_FAILURE(CreateRepo(repo_, token_file_, tmpfs_ + "/store"));  // a new store
+  ASSERT_TRUE(MountOk({"--quiet-ms", "50", "--max-delay-ms", "300"}));
+  ASSERT_TRUE(Succeeded(Sync()));
+  // Incompressible data well past the 16 MiB store.
+  long bytes = 0;
+  for (int i = 0; i < 6; ++i) {
+    const std::string data = RandomBytes(4 << 20, 900 + i);
+    WriteFile(P("huge_" + std::to_string(i) + ".bin"), data);
+    bytes += static_cast<long>(data.size());
+  }
+  RunResult full = Sync(20);
+  std::cout << "[ sync     ] with the store full: exit " << full.exit_code << "\n" << full.err << std::flush;
+  EXPECT_NE(full.exit_code, 0) << "sync must fail while the store is full";
+  EXPECT_TRUE(FailedWithOneLine(full));
+  EXPECT_TRUE(full.err.find("space") != std::string::npos || full.err.find("full") != std::string::npos)
+      << "the error must say the store is out of space";
+  PrintStatus("with the store full");
+  // Space returns.
+  ASSERT_EQ(mount("tmpfs", tmpfs_.c_str(), "tmpfs", MS_REMOUNT, "size=256m"), 0) << strerror(errno);
+  std::cout << "[ figures  ] " << bytes << " bytes written into a 16 MiB store, then it grew to 256 MiB" << std::endl;
+  ExpectRecovered();
+}
+
+// (5) a slow, lossy link through our own proxy: slower, still correct.
+TEST_F(FaultTest, SlowLossyLinkStaysCorrect) {
+  const uint64_t seed = TestSeed("SlowLossyLink");
+  FaultProxyOptions options;
+  options.seed = seed;
+  proxy_ = std::make_unique<FaultProxy>(options);
+  ASSERT_EQ(proxy_->Start(server_.port()), "");
+  std::vector<std::string> args = {"mount", prot_, "--server", proxy_->address(), "--repo", repo_,
+                                   "--state", state_, "--quiet-ms", "50", "--max-delay-ms", "300"};
+  RunResult mounted = Run(args, 90);
+  ASSERT_TRUE(Succeeded(mounted));
+  std::atomic<bool> stop{false};
+  WorkloadFigures figures;
+  const auto t0 = std::chrono::steady_clock::now();
+  MixedWorkload(prot_, seed, &stop, &figures, 400, 1);
+  RunResult sync = Sync(240);
+  std::cout << "[ sync     ] through the lossy link: exit " << sync.exit_code << " in " << sync.seconds << " s"
+            << std::endl;
+  EXPECT_TRUE(Succeeded(sync));
+  proxy_->Calm();  // verify and restore judge the result; they need not suffer the link
+  ExpectRecovered(240);
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const FaultProxyStats p = proxy_->stats();
+  std::cout << "[ figures  ] " << figures.ops << " changes, " << figures.bytes << " bytes written; proxy: "
+            << p.connections << " connections, " << p.bytes << " bytes, " << p.stalls << " stalls, "
+            << p.resets << " resets; " << s << " s to verified" << std::endl;
+  EXPECT_EQ(figures.errors, 0);
+  EXPECT_GT(p.connections, 0u);
+}
+
+// (6) the client machine "crashes" mid-write: the daemon is killed and the
+// journal loses everything after its last fdatasync (the position it notes
+// in REPLIFS_FAULT_NOTES). Replay plus the mount's reconcile lose no
+// acknowledged write and invent no data.
+TEST_F(FaultTest, ClientCrashDropsUnsyncedJournalTail) {
+  std::mt19937_64 rng(TestSeed("ClientCrash"));
+  const std::string notes = FreshPath("notes");
+  ASSERT_EQ(mkdir(notes.c_str(), 0700), 0);
+  setenv("REPLIFS_FAULT_NOTES", notes.c_str(), 1);
+  ASSERT_TRUE(MountOk({"--quiet-ms", "100", "--max-delay-ms", "500"}));
+  // Acknowledged: fsync returned (journal synced) — and sent for a part.
+  std::map<std::string, std::string> acknowledged;
+  for (int i = 0; i < 30; ++i) {
+    const std::string path = P("acked_" + std::to_string(i));
+    const std::string data = RandomBytes(1 + rng() % 50000, rng());
+    int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(write(fd, data.data(), data.size()), static_cast<ssize_t>(data.size()));
+    ASSERT_EQ(fsync(fd), 0);
+    ASSERT_EQ(close(fd), 0);
+    acknowledged[path] = data;
+    if (i == 10) SleepMs(800);  // let some go out to the server
+  }
+  // Unacknowledged tail: written, renamed, deleted, never fsync'd; killed mid-way.
+  std::atomic<bool> stop{false};
+  WorkloadFigures figures;
+  std::thread work(MixedWorkload, prot_, rng(), &stop, &figures, 1 << 30, 20);
+  SleepMs(100 + static_cast<int>(rng() % 400));
+  KillDaemon();
+  stop = true;
+  work.join();
+  unsetenv("REPLIFS_FAULT_NOTES");
+
+  // Power loss: cut the journal back to the last synced position.
+  const std::string note = ReadFile(notes + "/journal-synced");
+  ASSERT_FALSE(note.empty()) << "the daemon noted no synced position";
+  char segment[64] = {0};
+  unsigned long long synced_bytes = 0, synced_seq = 0;
+  ASSERT_EQ(sscanf(note.c_str(), "%63s %llu %llu", segment, &synced_bytes, &synced_seq), 3) << note;
+  const std::string journal = state_ + "/journal";
+  uint64_t dropped = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(journal)) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() != 24 || name.substr(20) != ".log") continue;
+    if (name > std::string(segment)) {
+      dropped += entry.file_size();
+      std::filesystem::remove(entry.path());
+    } else if (name == segment) {
+      dropped += entry.file_size() - synced_bytes;
+      ASSERT_EQ(truncate(entry.path().c_str(), static_cast<off_t>(synced_bytes)), 0);
+    }
+  }
+  std::cout << "[ figures  ] " << acknowledged.size() << " fsync'd files, " << figures.ops
+            << " unsynced changes in flight; journal cut to " << segment << "+" << synced_bytes
+            << " (seq " << synced_seq << "), " << dropped << " bytes dropped" << std::endl;
+
+  ASSERT_TRUE(MountOk());
+  ExpectRecovered();
+  const std::string dest = FreshPath("acked");
+  ASSERT_TRUE(Succeeded(Restore(dest)));
+  for (const auto& [path, data] : acknowledged) {
+    EXPECT_TRUE(FileContentIs(dest + path.substr(prot_.size()), data)) << path;
+  }
+}
+
+// Bounded journal: past --journal-max-mb the user's writes never block or
+// fail; status says a rescan is needed, and a reconcile recovers everything.
+TEST_F(FaultTest, FullJournalNeverBlocksAndRescanRecovers) {
+  ASSERT_TRUE(MountOk({"--quiet-ms", "50", "--max-delay-ms", "300", "--journal-max-mb", "1"}));
+  ASSERT_TRUE(Succeeded(Sync()));
+  std::cout << "[ server   ] stopped: " << StopServer() << std::endl;
+  // Many small writes: each is a journal record; 1 MiB holds a few thousand.
+  const auto t0 = std::chrono::steady_clock::now();
+  int writes = 0;
+  double slowest_ms = 0;
+  for (int f = 0; f < 40; ++f) {
+    const std::string path = P("many_" + std::to_string(f) + ".txt");
+    int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    ASSERT_GE(fd, 0);
+    for (int i = 0; i < 500; ++i, ++writes) {
+      const std::string line = "line " + std::to_string(i) + " of file " + std::to_string(f) + "\n";
+      const auto w0 = std::chrono::steady_clock::now();
+      ASSERT_EQ(write(fd, line.data(), line.size()), static_cast<ssize_t>(line.size()));
+      slowest_ms = std::max(slowest_ms, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - w0).count());
+    }
+    ASSERT_EQ(close(fd), 0);
+  }
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  RunResult status = Status();
+  std::cout << "[ figures  ] " << writes << " writes in " << s << " s, slowest " << slowest_ms
+            << " ms, with the server down and a 1 MiB journal\n" << status.out << std::flush;
+  EXPECT_NE(status.out.find("RESCAN NEEDED"), std::string::npos) << "status must report the overflow";
+  ASSERT_EQ(RestartServerSamePort(), "");
+  // The rescan runs once the journal drained; wait for it, then sync.
+  bool rescanned = false;
+  for (int i = 0; i < 600 && !rescanned; ++i) {
+    SleepMs(100);
+    status = Status();
+    rescanned = status.out.find("RESCAN NEEDED") == std::string::npos &&
+                status.out.find("initial sync: done") != std::string::npos;
+  }
+  std::cout << "[ status   ] after recovery:\n" << status.out << std::flush;
+  EXPECT_TRUE(rescanned) << "the rescan did not finish within 60 s";
+  ExpectRecovered();
+}
+
+}  // namespace
+}  // namespace replifs::test
