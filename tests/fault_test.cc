@@ -21,24 +21,12 @@
 #include <thread>
 
 #include "tests/fault_proxy.h"
+#include "tests/binaries_from_build.h"
 #include "tests/harness.h"
 #include "tests/tree_compare.h"
 
-#ifndef REPLIFS_BIN
-#error "REPLIFS_BIN must be defined by the build"
-#endif
-#ifndef REPLIFS_SERVER_BIN
-#error "REPLIFS_SERVER_BIN must be defined by the build"
-#endif
-
 namespace replifs::test {
 namespace {
-
-const bool kBinariesSet = [] {
-  Binaries().replifs = REPLIFS_BIN;
-  Binaries().server = REPLIFS_SERVER_BIN;
-  return true;
-}();
 
 void SleepMs(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
 
@@ -283,7 +271,7 @@ TEST_F(FaultTest, StoreOutOfSpaceRecoversWhenSpaceReturns) {
   if (mount("tmpfs", tmpfs_.c_str(), "tmpfs", 0, "size=16m") != 0) {
     const std::string why = std::string("cannot mount a tmpfs: ") + strerror(errno);
     tmpfs_.clear();
-    if (getenv("CI") && std::string(getenv("CI")) == "true") FAIL() << why;
+    if (InCI()) FAIL() << why;
     GTEST_SKIP() << why;
   }
   const std::string listen = server_.address();

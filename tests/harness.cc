@@ -559,14 +559,18 @@ void PopulateInitialTree(const std::string& d) {
 
 // ---------------------------------------------------------------- fixture
 
+bool InCI() {
+  const char* ci = getenv("CI");
+  return ci != nullptr && std::string(ci) == "true";
+}
+
 void ReplifsTest::SetUp() {
   std::string why_not;
   if (geteuid() != 0) why_not = "integration tests need root (FUSE mounts, chown, setuid children)";
   else if (access("/dev/fuse", R_OK | W_OK) != 0)
     why_not = std::string("/dev/fuse is not usable: ") + strerror(errno);
   if (!why_not.empty()) {
-    const char* ci = getenv("CI");
-    if (ci != nullptr && std::string(ci) == "true") FAIL() << why_not << " (CI=true: not skipping)";
+    if (InCI()) FAIL() << why_not << " (CI=true: not skipping)";
     GTEST_SKIP() << why_not;
   }
   ASSERT_EQ(access(ReplifsBin().c_str(), X_OK), 0) << "replifs binary missing: " << ReplifsBin();

@@ -56,6 +56,9 @@ int MountCount(const std::string& dir);  // mounts stacked at exactly `dir`
 // Detaches every mount at or below `dir` (MNT_DETACH). Returns how many.
 int DetachMountsUnder(const std::string& dir);
 
+// CI=true: a test that would skip for a missing capability fails instead.
+bool InCI();
+
 bool ProcessAlive(pid_t pid);  // exists and is not a zombie
 std::string ProcessCmdline(pid_t pid);
 

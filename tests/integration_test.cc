@@ -18,29 +18,12 @@
 #include <iostream>
 #include <thread>
 
+#include "tests/binaries_from_build.h"
 #include "tests/harness.h"
 #include "tests/tree_compare.h"
 
-#ifndef REPLIFS_BIN
-#error "REPLIFS_BIN must be defined by the build"
-#endif
-#ifndef REPLIFS_SERVER_BIN
-#error "REPLIFS_SERVER_BIN must be defined by the build"
-#endif
-
 namespace replifs::test {
 namespace {
-
-const bool kBinariesSet = [] {
-  Binaries().replifs = REPLIFS_BIN;
-  Binaries().server = REPLIFS_SERVER_BIN;
-  return true;
-}();
-
-bool InCI() {
-  const char* ci = getenv("CI");
-  return ci != nullptr && std::string(ci) == "true";
-}
 
 void PwriteAt(const std::string& path, const std::string& data, off_t off) {
   int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);

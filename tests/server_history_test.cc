@@ -13,21 +13,10 @@
 #include "absl/strings/escaping.h"
 #include "tests/raw_server_fixture.h"
 
-#ifndef REPLIFS_BIN
-#error "REPLIFS_BIN must be defined by the build"
-#endif
-#ifndef REPLIFS_SERVER_BIN
-#error "REPLIFS_SERVER_BIN must be defined by the build"
-#endif
+#include "tests/binaries_from_build.h"
 
 namespace replifs::test {
 namespace {
-
-const bool kBinariesSet = [] {
-  Binaries().replifs = REPLIFS_BIN;
-  Binaries().server = REPLIFS_SERVER_BIN;
-  return true;
-}();
 
 constexpr int64_t kDayNs = int64_t{86400} * 1000000000;
 

@@ -23,21 +23,10 @@
 #include "replifs/v1/backup.grpc.pb.h"
 #include "tests/raw_server_fixture.h"
 
-#ifndef REPLIFS_BIN
-#error "REPLIFS_BIN must be defined by the build"
-#endif
-#ifndef REPLIFS_SERVER_BIN
-#error "REPLIFS_SERVER_BIN must be defined by the build"
-#endif
+#include "tests/binaries_from_build.h"
 
 namespace replifs::test {
 namespace {
-
-const bool kBinariesSet = [] {
-  Binaries().replifs = REPLIFS_BIN;
-  Binaries().server = REPLIFS_SERVER_BIN;
-  return true;
-}();
 
 using ServerSecurityTest = RawServerTest;
 

@@ -12,16 +12,11 @@
 #include <regex>
 #include <string>
 
+#include "tests/binaries_from_build.h"
 #include "tests/harness.h"
 
 namespace replifs::test {
 namespace {
-
-const bool kBinariesSet = [] {
-  Binaries().replifs = REPLIFS_BIN;
-  Binaries().server = REPLIFS_SERVER_BIN;
-  return true;
-}();
 
 struct CaptureStatus {
   bool ebpf = false;
