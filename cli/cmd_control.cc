@@ -84,12 +84,15 @@ int StatusCommand(const std::vector<std::string>& argv) {
             << "journal: " << reply.journal_seq() << " changes recorded\n"
             << "initial sync: " << (reply.initial_sync_done() ? "done" : "in progress") << " ("
             << reply.initial_sync_scanned() << " paths scanned, " << reply.initial_sync_queued() << " queued)\n"
-            << "commits: " << reply.commits() << ", bytes sent: " << reply.bytes_sent() << "\n";
+            << "commits: " << reply.commits() << ", bytes sent: " << reply.bytes_sent() << "\n"
+            << "wire bytes: " << reply.wire_bytes() << ", file bytes read: " << reply.file_bytes_read()
+            << ", changed while unprotected: " << reply.initial_sync_changed_outside() << "\n";
   if (reply.capture_layers_size() > 0) {
     std::cout << "capture layers: " << absl::StrJoin(reply.capture_layers(), ", ");
     if (reply.capture_layers_size() > 1) {
-      std::cout << " (shim: " << reply.shim_events() << " changes, " << reply.shim_dropped() << " lost";
-      if (reply.shim_dropped() > 0) std::cout << ", tree rescanned";
+      std::cout << " (shim: " << reply.shim_events() << " changes, " << reply.shim_dropped() << " lost, "
+                << reply.shim_untracked() << " untracked";
+      if (reply.shim_dropped() + reply.shim_untracked() > 0) std::cout << ", tree rescanned";
       std::cout << ")";
     }
     std::cout << "\n";

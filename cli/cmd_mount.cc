@@ -141,10 +141,10 @@ int Daemonize(const ProtectionConfig& config) {
 }  // namespace
 
 int MountCommand(const std::vector<std::string>& argv) {
-  auto args = ParseArgs(argv, {"server", "repo", "state", "quiet-ms", "max-delay-ms", "token-file", "ca", "journal-max-mb"},
-                        {"foreground", "no-replicate"});
+  auto args = ParseArgs(argv, {"server", "repo", "state", "quiet-ms", "max-delay-ms", "token-file", "ca", "journal-max-mb", "metrics"},
+                        {"foreground", "no-replicate", "writeback-cache", "no-writeback-cache"});
   if (!args.ok()) return Fail(std::string(args.status().message()), 2);
-  if (args->positional.size() != 1) return Fail("usage: replifs mount DIR [--server ADDR] [--repo NAME] [--token-file F] [--ca F] [--state DIR] [--foreground]", 2);
+  if (args->positional.size() != 1) return Fail("usage: replifs mount DIR [--server ADDR] [--repo NAME] [--token-file F] [--ca F] [--state DIR] [--metrics HOST:PORT] [--no-writeback-cache] [--foreground]", 2);
 
   absl::StatusOr<std::string> dir = AbsolutePath(args->positional[0]);
   if (!dir.ok()) return Fail(std::string(dir.status().message()));
@@ -159,6 +159,9 @@ int MountCommand(const std::vector<std::string>& argv) {
   if (!state.ok()) return Fail(std::string(state.status().message()));
   config.state_dir = *state;
   config.replicate = !args->Has("no-replicate");
+  if (args->Has("writeback-cache")) config.writeback_cache = true;
+  if (args->Has("no-writeback-cache")) config.writeback_cache = false;
+  config.metrics_address = args->Get("metrics");
   // Credentials given now replace those kept in STATE (by an earlier mount,
   // or put there by the user).
   for (auto [name, field] : {std::pair{"/token", &config.token}, {"/ca.pem", &config.ca_pem}}) {

@@ -60,6 +60,9 @@ grpc::Status ControlService::Status(grpc::ServerContext*, const v1::StatusReques
   if (parts_.capture) parts_.capture(reply);
   reply->set_commits(client.commits);
   reply->set_bytes_sent(client.bytes_uploaded);
+  reply->set_wire_bytes(client.wire_bytes);
+  reply->set_file_bytes_read(client.bytes_read);
+  reply->set_initial_sync_changed_outside(parts_.reconcile->changed_outside);
   return grpc::Status::OK;
 }
 

@@ -19,7 +19,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "cli/change_age_tracker.h"
 #include "cli/control_service.h"
+#include "cli/daemon_metrics.h"
 #include "cli/journaling_sink.h"
 #include "cli/shim_capture.h"
 #include "fusefs/passthrough_fs.h"
@@ -28,9 +31,15 @@
 #include "replicator/journal/journal.h"
 #include "replicator/scheduler/scheduler.h"
 #include "replicator/server/fault_injection.h"
+#include "replicator/telemetry/log.h"
+#include "replicator/telemetry/metrics_http_server.h"
 
 namespace replifs::cli {
 namespace {
+
+using telemetry::LogError;
+using telemetry::LogInfo;
+using telemetry::LogWarn;
 
 absl::Status MakeStateDir(const std::string& dir) {
   std::string partial;
@@ -109,12 +118,14 @@ class SyncBeforeSend : public scheduler::CommandExecutor {
 // Compares the tree with the server once it can be reached, then stops.
 void RunInitialSync(client::BackupClient* backup, int root_fd, fusefs::EventSink* sink,
                     RenamesDuringWalk* renames, client::ReconcileProgress* progress,
-                    const std::atomic<bool>* stopping) {
+                    const std::atomic<bool>* stopping,
+                    int64_t reread_ctime_since_ns = client::ChunkMapTrust::kNever) {
   auto emit = [sink](v1::ChangeEvent event) { sink->OnChange(std::move(event)); };
   while (!*stopping) {
     absl::StatusOr<client::RepoConnection*> connection = backup->Connection();
     absl::Status status = connection.status();
-    if (connection.ok()) status = client::Reconcile(**connection, root_fd, emit, progress);
+    if (connection.ok()) status = client::Reconcile(**connection, root_fd, emit, progress, backup->chunk_maps(),
+                                                      reread_ctime_since_ns);
     while (status.ok()) {
       std::vector<std::string> targets = renames->TakeOrStop();
       if (targets.empty()) {
@@ -125,7 +136,7 @@ void RunInitialSync(client::BackupClient* backup, int root_fd, fusefs::EventSink
         status.Update(client::RescanSubtree(root_fd, target, emit, progress));
       }
     }
-    std::cerr << "replifs: initial sync: " << status << std::endl;
+    LogWarn("daemon", "initial sync failed; retrying", {{"error", status}});
     renames->Restart();
     progress->scanned = 0;
     progress->queued = 0;
@@ -142,13 +153,17 @@ void RescanWhenNeeded(client::BackupClient* backup, int root_fd, JournalingSink*
   while (!*stopping) {
     absl::SleepFor(absl::Milliseconds(200));
     if (!sink->rescan_needed() || journal->stats().disk_bytes > max_bytes / 2) continue;
-    std::cerr << "replifs: the journal has room again; reconciling the tree with the server" << std::endl;
+    LogInfo("daemon", "the journal has room again; reconciling the tree with the server");
     progress->done = false;       // before the flag clears: status never shows neither
     sink->clear_rescan_needed();  // a change missed from now on sets it again
     renames->Restart();
     progress->scanned = 0;
     progress->queued = 0;
-    RunInitialSync(backup, root_fd, sink, renames, progress, stopping);
+    // Chunk maps stay untrusted until a walk that saw no new loss is over.
+    client::ChunkMapTrust& trust = backup->chunk_map_trust();
+    const uint64_t epoch = trust.epoch();
+    RunInitialSync(backup, root_fd, sink, renames, progress, stopping, trust.lost_since_ns());
+    if (progress->done) trust.RestoreIfNoLossSince(epoch);
   }
 }
 
@@ -187,26 +202,31 @@ int RunDaemon(const ProtectionConfig& config, const std::function<void(const abs
   connection.rpc_timeout = absl::Seconds(30);
   // The chunk maps only save reading: if they cannot be opened, read whole files.
   auto chunk_maps = client::ChunkMapStore::Open(config.state_dir + "/chunk-maps.sqlite");
-  if (!chunk_maps.ok()) std::cerr << "replifs: " << chunk_maps.status() << std::endl;
+  if (!chunk_maps.ok()) LogWarn("daemon", "no chunk maps; files will be read whole", {{"error", chunk_maps.status()}});
   client::BackupClient backup(connection, root_fd, chunk_maps.ok() ? chunk_maps->get() : nullptr);
 
   scheduler::SchedulerPolicy policy;
   policy.quiet_interval = config.quiet_interval;
   policy.max_delay = config.max_delay;
   journal::Journal* journal_ptr = journal->get();
+  ChangeAgeTracker ages;  // for the RPO metrics
   SyncBeforeSend executor(journal_ptr, &backup);
   auto scheduler = scheduler::Scheduler::Create(
       policy, &executor,
-      [journal_ptr](uint64_t acked) {
+      [journal_ptr, &ages](uint64_t acked) {
+        ages.Acknowledged(acked, absl::GetCurrentTimeNanos());
         fault::Hit("after-ack-before-trim");
-        if (absl::Status s = journal_ptr->Trim(acked); !s.ok()) std::cerr << "replifs: trim: " << s << std::endl;
+        if (absl::Status s = journal_ptr->Trim(acked); !s.ok()) LogError("journal", "trim failed", {{"error", s}});
       },
       (*journal)->stats().acked_seq);
   JournalingSink sink(journal_ptr, scheduler.get());
+  sink.SetMissedChangesHandler(
+      [&backup] { backup.chunk_map_trust().NoteLostChanges(absl::GetCurrentTimeNanos()); });
 
   // Changes journaled before a crash or an unmount go first.
   uint64_t replayed = 0;
   absl::Status replay = (*journal)->Replay([&](const v1::ChangeEvent& event) {
+    ages.Journaled(event.seq(), event.time_ns());
     scheduler->Enqueue(event);
     ++replayed;
   });
@@ -219,27 +239,37 @@ int RunDaemon(const ProtectionConfig& config, const std::function<void(const abs
       config.replicate ? ShimCapture::Start(root_fd, config.mountpoint, &sink)
                        : absl::StatusOr<std::unique_ptr<ShimCapture>>(
                              absl::FailedPreconditionError("--no-replicate"));
-  if (!shim.ok()) std::cerr << "replifs: kernel shim not active (overlay only): " << shim.status() << std::endl;
+  if (!shim.ok()) LogWarn("daemon", "kernel shim not active (overlay only)", {{"error", shim.status()}});
 
   fusefs::MountOptions mount_options;
   mount_options.mountpoint = config.mountpoint;
   mount_options.backing_root_fd = root_fd;
   mount_options.fsname = config.state_dir;
+  mount_options.writeback_cache = config.writeback_cache;
+  // Long entry/attribute timeouts are safe while changes made underneath are
+  // announced (the shim calls InvalidatePath); without it 1 s bounds how
+  // stale a view gets. --no-replicate (bench/fs) caches like a shim mount so
+  // the two compare.
+  mount_options.cache_timeout = (shim.ok() || !config.replicate) ? 60.0 : 1.0;
   auto fs = fusefs::PassthroughFs::Mount(mount_options, config.replicate ? &sink : nullptr);
   if (!fs.ok()) return fail(fs.status());
   if (shim.ok()) (*shim)->SetOverlay(fs->get());
 
   client::ReconcileProgress progress;
   RenamesDuringWalk renames;
-  sink.SetObserver([&renames](const v1::ChangeEvent& event) { renames.Observe(event); });
+  sink.SetObserver([&renames, &ages](const v1::ChangeEvent& event) {
+    renames.Observe(event);
+    ages.Journaled(event.seq(), event.time_ns());
+  });
   ControlService control({&config, journal_ptr, scheduler.get(), &backup, &progress,
                           [&sink] { return sink.rescan_needed(); },
                           [&shim](v1::StatusReply* reply) {
                             reply->add_capture_layers("overlay");
                             if (!shim.ok()) return;
-                            reply->add_capture_layers((*shim)->layer());
+                            for (const std::string& layer : (*shim)->layers()) reply->add_capture_layers(layer);
                             reply->set_shim_events((*shim)->events());
                             reply->set_shim_dropped((*shim)->dropped());
+                            reply->set_shim_untracked((*shim)->untracked());
                           }});
   const std::string socket_path = ControlSocketPath(config.state_dir);
   unlink(socket_path.c_str());
@@ -252,22 +282,44 @@ int RunDaemon(const ProtectionConfig& config, const std::function<void(const abs
     return fail(absl::InternalError(absl::StrCat("cannot listen on ", socket_path)));
   }
   chmod(socket_path.c_str(), 0600);
+
+  telemetry::MetricsRegistry metrics;
+  RegisterDaemonMetrics(&metrics, {scheduler.get(), &backup, journal_ptr, &ages,
+                                   [&shim] { return shim.ok() ? (*shim)->events() : 0; },
+                                   [&shim] { return shim.ok() ? (*shim)->dropped() : 0; },
+                                   [&sink] { return sink.rescan_needed(); }});
+  std::unique_ptr<telemetry::MetricsHttpServer> metrics_http;
+  if (!config.metrics_address.empty()) {
+    auto started = telemetry::MetricsHttpServer::Start(config.metrics_address, &metrics);
+    if (!started.ok()) {
+      control_server->Shutdown();
+      (*fs)->Unmount();
+      return fail(started.status());
+    }
+    metrics_http = std::move(*started);
+    LogInfo("daemon", "metrics endpoint", {{"url", "http://" + metrics_http->address() + "/metrics"}});
+  }
   std::ofstream(DaemonPidPath(config.state_dir)) << getpid() << "\n";
 
   scheduler->Start();
   std::atomic<bool> stopping{false};
   std::thread initial_sync([&] {
+    // Replayed changes reach the server before the tree is compared with
+    // it: one applied after the comparison's listing could restore what a
+    // change interrupted by the crash (done on disk, never journaled) undid.
+    while (replayed > 0 && !stopping && !scheduler->FlushAndWait(absl::Seconds(1)).ok()) {
+    }
     RunInitialSync(&backup, root_fd, &sink, &renames, &progress, &stopping);
     RescanWhenNeeded(&backup, root_fd, &sink, journal_ptr, config.journal_max_bytes, &renames,
                      &progress, &stopping);
   });
-  std::cerr << "replifs: protecting " << config.mountpoint << " (server " << config.server
-            << ", repo " << config.repo << ", " << replayed << " journaled changes replayed)"
-            << std::endl;
+  LogInfo("daemon", "protecting",
+          {{"dir", config.mountpoint}, {"server", config.server}, {"repo", config.repo},
+           {"replayed", replayed}});
   ready(absl::OkStatus());
 
   absl::Status run = (*fs)->Run();  // until unmounted
-  if (!run.ok()) std::cerr << "replifs: " << run << std::endl;
+  if (!run.ok()) LogError("daemon", "filesystem loop failed", {{"error", run}});
 
   if (shim.ok()) {
     (*shim)->SetOverlay(nullptr);
@@ -278,13 +330,14 @@ int RunDaemon(const ProtectionConfig& config, const std::function<void(const abs
   // Nothing in flight matters now: a late sync fails and says so.
   control_server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
   scheduler->Stop();
-  if (absl::Status s = journal_ptr->Sync(); !s.ok()) std::cerr << "replifs: journal sync: " << s << std::endl;
+  if (absl::Status s = journal_ptr->Sync(); !s.ok()) LogError("journal", "sync failed", {{"error", s}});
   (*fs)->Unmount();
   unlink(socket_path.c_str());
   unlink(DaemonPidPath(config.state_dir).c_str());
   close(root_fd);
-  std::cerr << "replifs: " << config.mountpoint << " unprotected; "
-            << scheduler->stats().pending_events << " changes stay in the journal" << std::endl;
+  metrics_http.reset();  // its gauges read parts that are going away
+  LogInfo("daemon", "unprotected",
+          {{"dir", config.mountpoint}, {"pending", scheduler->stats().pending_events}});
   return 0;
 }
 

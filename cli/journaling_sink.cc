@@ -2,9 +2,8 @@
 
 #include <time.h>
 
-#include <iostream>
-
 #include "replicator/server/fault_injection.h"
+#include "replicator/telemetry/log.h"
 
 namespace replifs::cli {
 
@@ -14,14 +13,16 @@ void JournalingSink::OnChange(v1::ChangeEvent event) {
     clock_gettime(CLOCK_REALTIME, &now);
     event.set_time_ns(static_cast<int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec);
   }
-  std::lock_guard lock(order_mutex_);
+  std::unique_lock lock(order_mutex_);
   absl::StatusOr<uint64_t> seq = journal_->Append(event);
   if (!seq.ok()) {
+    lock.unlock();
+    if (on_missed_) on_missed_();
     // The user's write already happened and must not fail or block: remember
     // that the journal missed something, and reconcile later.
     if (!rescan_needed_.exchange(true)) {
-      std::cerr << "replifs: journal append failed, a rescan will be needed: " << seq.status()
-                << std::endl;
+      telemetry::LogError("journal", "append failed; a rescan will be needed",
+                          {{"error", seq.status()}});
     }
     return;
   }
@@ -32,12 +33,16 @@ void JournalingSink::OnChange(v1::ChangeEvent event) {
   const bool unnamed = event.op() == v1::ChangeEvent::RESCAN && event.inode() == 0 &&
                        event.source() == v1::ChangeEvent::SHIM;
   scheduler_->Enqueue(std::move(event));
-  if (unnamed) rescan_needed_ = true;
+  lock.unlock();
+  if (unnamed) {
+    if (on_missed_) on_missed_();
+    rescan_needed_ = true;
+  }
 }
 
 void JournalingSink::OnDurabilityBarrier() {
   absl::Status status = journal_->Sync();
-  if (!status.ok()) std::cerr << "replifs: journal sync failed: " << status << std::endl;
+  if (!status.ok()) telemetry::LogError("journal", "sync failed", {{"error", status}});
 }
 
 }  // namespace replifs::cli

@@ -26,6 +26,9 @@ class JournalingSink : public fusefs::EventSink {
     observer_ = std::move(observer);
   }
 
+  // Called (outside the ordering lock) each time a change is missed.
+  void SetMissedChangesHandler(std::function<void()> handler) { on_missed_ = std::move(handler); }
+
   // Set when an event could not be journaled (disk full): a rescan recovers.
   bool rescan_needed() const { return rescan_needed_; }
   void clear_rescan_needed() { rescan_needed_ = false; }
@@ -37,6 +40,7 @@ class JournalingSink : public fusefs::EventSink {
   std::mutex order_mutex_;
   std::atomic<bool> rescan_needed_{false};
   std::function<void(const v1::ChangeEvent&)> observer_;  // guarded by order_mutex_
+  std::function<void()> on_missed_;                      // set before events flow
 };
 
 }  // namespace replifs::cli

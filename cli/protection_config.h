@@ -21,11 +21,15 @@ struct ProtectionConfig {
   // false (`mount --no-replicate`): the over-mount only, no events to the
   // journal; for measuring what capture costs (bench/fs). Not persisted.
   bool replicate = true;
+  // The kernel's writeback cache on the over-mount (fusefs MountOptions);
+  // `mount --no-writeback-cache` turns it off. Not persisted.
+  bool writeback_cache = true;
   std::string token;       // repository token; kept in STATE/token (0600), not in config
   std::string ca_pem;      // TLS CA certificates (PEM), kept in STATE/ca.pem; empty: no TLS
   absl::Duration quiet_interval = absl::Milliseconds(200);
   absl::Duration max_delay = absl::Seconds(2);
-  uint64_t journal_max_bytes = 1ull << 30;  // --journal-max-mb: past it, a rescan replaces the journal
+  uint64_t journal_max_bytes = 1ull << 30;
+  std::string metrics_address;  // --metrics HOST:PORT: Prometheus endpoint; empty: none. Not persisted.  // --journal-max-mb: past it, a rescan replaces the journal
 };
 
 // /var/lib/replifs/<basename>-<hash of the path>: one per protected path.

@@ -1,15 +1,20 @@
-// The daemon's shim reader: loads the kernel shim (eBPF) for the protected
-// directory, turns its records into ChangeEvents (source SHIM) for the same
-// EventSink the overlay uses, and tells the overlay to drop what it cached
-// of each path changed underneath it. Lost records become a rescan of the
-// tree, never silence.
+// The daemon's shim reader: runs the kernel shim for the protected directory
+// -- the loadable module where it is loaded (/dev/replifs_shim), else eBPF --
+// plus a fanotify backstop on the backing filesystem, turns what they report
+// into ChangeEvents (source SHIM) for the same EventSink the overlay uses,
+// and tells the overlay to drop what it cached of each path changed
+// underneath it. Lost or unnameable events become a rescan of the tree,
+// never silence.
 #pragma once
 
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "fusefs/event_sink.h"
@@ -20,22 +25,29 @@ namespace replifs::cli {
 class ShimCapture {
  public:
   // root_fd: the protected directory (opened before the overlay covers it);
-  // mountpoint: its absolute path. Fails (clearly) where the shim cannot be
-  // loaded: not root, no BPF, not built.
+  // mountpoint: its absolute path. Fails (clearly) where no shim can be
+  // loaded: not root, no BPF, not built, switched off (REPLIFS_SHIM=off).
   static absl::StatusOr<std::unique_ptr<ShimCapture>> Start(int root_fd, const std::string& mountpoint,
                                                             fusefs::EventSink* sink);
-  ~ShimCapture();  // detaches: the syscalls are traced no more
+  ~ShimCapture();  // detaches: the syscalls are traced no more, the fanotify mark is gone
 
   // Set once the overlay is mounted (invalidations go there from then on).
   void SetOverlay(fusefs::PassthroughFs* fs) { overlay_ = fs; }
 
-  std::string layer() const { return "ebpf"; }
+  // "module" or "ebpf", then "fanotify" when the backstop runs.
+  std::vector<std::string> layers() const;
   uint64_t events() const { return events_; }
-  uint64_t dropped() const { return dropped_; }
+  uint64_t dropped() const { return dropped_; }      // records lost (queue full)
+  uint64_t untracked() const { return untracked_; }  // events that could not be named
 
  private:
   ShimCapture() = default;
-  void Run();
+  void RunShim();
+  void RunFanotify();
+  void OnRecords(const void* data, size_t size, bool one_record);
+  void Emit(v1::ChangeEvent event);
+  void RescanTree(const char* why, uint64_t count);
+  bool SeenRecently(uint64_t ino, uint32_t tgid);
 
   struct Impl;
   std::unique_ptr<Impl> impl_;
@@ -44,7 +56,9 @@ class ShimCapture {
   std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> events_{0};
   std::atomic<uint64_t> dropped_{0};
-  std::thread thread_;
+  std::atomic<uint64_t> untracked_{0};
+  std::mutex sink_mutex_;  // the shim and fanotify threads both emit
+  std::thread shim_thread_, fanotify_thread_;
 };
 
 }  // namespace replifs::cli

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <memory>
+#include <mutex>
 
 #include "fusefs/file_handle.h"
 #include "fusefs/fs_state.h"
@@ -77,7 +78,20 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, fus
   FileHandle* handle = fi != nullptr ? &FileHandle::Of(fi) : nullptr;
   bool changed = false;
   bool truncated = false;
-  int err = ApplySetattr(inode, handle, *attr, valid, &changed, &truncated);
+  int err;
+  if (fs.writeback_cache && S_ISREG(inode.type) &&
+      (valid & (FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_MTIME_NOW))) {
+    // Remember the mtime the kernel set (see Inode::kernel_mtime).
+    std::lock_guard<std::mutex> lock(inode.kernel_mtime_mu);
+    err = ApplySetattr(inode, handle, *attr, valid, &changed, &truncated);
+    struct stat st;
+    if (err == 0 && fstatat(inode.fd.load(), "", &st, AT_EMPTY_PATH) == 0) {
+      inode.kernel_mtime = st.st_mtim;
+      inode.kernel_mtime_known = true;
+    }
+  } else {
+    err = ApplySetattr(inode, handle, *attr, valid, &changed, &truncated);
+  }
   // Report what did change, even when a later step failed.
   const int ifd = inode.fd.load();
   if (truncated) {

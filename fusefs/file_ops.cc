@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <mutex>
 
 #include "fusefs/file_handle.h"
 #include "fusefs/fs_state.h"
@@ -98,13 +99,31 @@ void OpWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in_buf, off_t off,
   out.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
   out.buf[0].fd = fd;
   out.buf[0].pos = off;
-  ssize_t written = fuse_buf_copy(&out, in_buf, FUSE_BUF_NO_SPLICE);
+  Inode& inode = fs.inodes.Get(ino);
+  ssize_t written;
+  if (fi->writepage && fs.writeback_cache) {
+    // Page-cache writeback: the mtime is the kernel's (Inode::kernel_mtime),
+    // never this write's.
+    std::lock_guard<std::mutex> lock(inode.kernel_mtime_mu);
+    struct stat st;
+    if (!inode.kernel_mtime_known && fstat(fd, &st) == 0) {
+      inode.kernel_mtime = st.st_mtim;
+      inode.kernel_mtime_known = true;
+    }
+    written = fuse_buf_copy(&out, in_buf, FUSE_BUF_NO_SPLICE);
+    if (written > 0 && inode.kernel_mtime_known) {
+      const timespec times[2] = {{0, UTIME_OMIT}, inode.kernel_mtime};
+      futimens(fd, times);
+    }
+  } else {
+    written = fuse_buf_copy(&out, in_buf, FUSE_BUF_NO_SPLICE);
+  }
   if (written < 0) {
     fuse_reply_err(req, static_cast<int>(-written));
     return;
   }
   if (written > 0) {
-    ReportInode(fs, ChangeEvent::WRITE, fs.inodes.Get(ino), fd, [&](ChangeEvent& e) {
+    ReportInode(fs, ChangeEvent::WRITE, inode, fd, [&](ChangeEvent& e) {
       // pwrite on an O_APPEND fd appends; the kernel holds the inode
       // lock across the request, so the end of file minus what we wrote
       // is where it landed (unless a writer underneath races us).

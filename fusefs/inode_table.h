@@ -42,6 +42,18 @@ struct Inode {
   // looked up, so an event can still name the file when `fd`'s name is gone
   // (paths are read back from fds: see event_reporter.h). Only grows.
   std::vector<int> alias_fds;
+
+  // Writeback cache: the kernel keeps its own mtime for regular files (it
+  // ignores ours) and tells us with a SETATTR when it changes it, which can
+  // overtake WRITEs of pages dirtied earlier; after a short write it may send
+  // none at all. A WRITE must then not move the backing mtime away from the
+  // kernel's: kernel_mtime is the last one the kernel knows (the backing's
+  // before the first page-cache WRITE, then each SETATTR's), put back after
+  // every page-cache WRITE. kernel_mtime_mu guards both fields and is held
+  // across that WRITE and across a SETATTR of the mtime; a leaf lock.
+  std::mutex kernel_mtime_mu;
+  bool kernel_mtime_known = false;
+  struct timespec kernel_mtime = {};
 };
 
 class InodeTable {

@@ -201,6 +201,9 @@ void FuseMount::InvalidatePath(const std::string& relative_path) {
   std::string name = slash == std::string::npos ? relative_path : relative_path.substr(slash + 1);
   if (auto parent_id = KnownId(parent)) {
     fuse_lowlevel_notify_inval_entry(session_, *parent_id, name.data(), name.size());
+    // A name added or removed underneath moved the directory's mtime too:
+    // drop its cached attributes (a negative offset keeps its pages).
+    fuse_lowlevel_notify_inval_inode(session_, *parent_id, -1, 0);
   }
 }
 
@@ -214,9 +217,12 @@ void FuseMount::InvalidatePath(const std::string& relative_path) {
 void ApplyReadAheadOnce(FsState& fs) {
   if (!fs.read_ahead_pending.exchange(false)) return;
   std::optional<std::string> device = MountDeviceOf(fs.mountpoint);
-  if (!device) return;
-  std::ofstream bdi("/sys/class/bdi/" + *device + "/read_ahead_kb");
-  bdi << fs.read_ahead_kb << "\n";
+  std::ofstream bdi;
+  if (device) bdi.open("/sys/class/bdi/" + *device + "/read_ahead_kb");
+  if (bdi) bdi << fs.read_ahead_kb << "\n" << std::flush;
+  // Not there yet (mountinfo not updated, or the write failed): the next
+  // request tries again.
+  if (!device || !bdi) fs.read_ahead_pending = true;
 }
 
 absl::StatusOr<std::unique_ptr<PassthroughFs>> PassthroughFs::Mount(const MountOptions& options,

@@ -23,11 +23,10 @@ struct MountOptions {
   // Speed settings (see fs_state.h for which are safe when the backing tree
   // changes underneath). The kernel caches writes and owns size/mtime while
   // pages are dirty; dirty pages reach the daemon (and the EventSink) at
-  // writeback, flush (every close), fsync and munmap/msync.
-  // Off by default: with it on, ReplifsTest.MixedWorkloadRoundTrip finds
-  // mtimes (kernel-set at writeback) and renamed trees that disagree with
-  // the server. Conformance and fsx tests run with it on and pass.
-  bool writeback_cache = false;
+  // writeback, flush (every close), fsync and munmap/msync. The backing
+  // file's mtime follows the kernel's (Inode::kernel_mtime), so the tree
+  // under the mount and the mount agree.
+  bool writeback_cache = true;
   // Entry and attribute timeout, seconds; changes made underneath must be
   // announced with InvalidatePath() to be seen before it expires.
   double cache_timeout = 1.0;

@@ -67,12 +67,36 @@ class ServerHistoryTest : public RawServerTest {
     args.push_back(store_);
     return RunProcess(args, 120);
   }
-  std::string ChunkFile(const std::string& id) {
-    const std::string hex = absl::BytesToHexString(id);
+  // Store files holding `bytes` (chunks too short to compress are stored raw).
+  std::vector<std::string> StoreFilesContaining(const std::string& bytes) {
+    std::vector<std::string> files;
     for (const auto& entry : std::filesystem::recursive_directory_iterator(store_ + "/repos")) {
-      if (entry.path().filename() == hex) return entry.path();
+      if (!entry.is_regular_file()) continue;
+      if (ReadText(entry.path()).find(bytes) != std::string::npos) files.push_back(entry.path());
     }
-    return "";
+    return files;
+  }
+  std::vector<std::string> PackFiles() {
+    std::vector<std::string> packs;
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(store_ + "/repos")) {
+      if (entry.path().extension() == ".pack") packs.push_back(entry.path());
+    }
+    return packs;
+  }
+  void RemovePackIndex() {
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+      std::filesystem::remove(store_ + "/repos/pack-index.sqlite" + suffix);
+    }
+  }
+  // `replifs restore PATH` from the running server; the restored bytes.
+  std::string Restore(const std::string& path) {
+    const std::string dest = root_ + "/restored-" + std::to_string(++restores_);
+    RunResult restore =
+        RunProcess({ReplifsBin(), "restore", "--to", dest, "--server", server_.address(), "--repo",
+                    "home", "--token-file", WriteToken("home", token_), path},
+                   120);
+    EXPECT_EQ(restore.exit_code, 0) << restore.Describe();
+    return ReadText(dest + "/" + path);
   }
   // Every chunk named by any version of any listed path reads back intact.
   void ExpectEveryVersionReadable(const std::vector<std::string>& paths) {
@@ -91,6 +115,7 @@ class ServerHistoryTest : public RawServerTest {
 
   std::string token_, secret_;
   std::unique_ptr<v1::Backup::Stub> stub_;
+  int restores_ = 0;
 };
 
 TEST_F(ServerHistoryTest, ScrubReportsAFlippedByteAndTheRestStillRestores) {
@@ -104,15 +129,14 @@ TEST_F(ServerHistoryTest, ScrubReportsAFlippedByteAndTheRestStillRestores) {
   EXPECT_NE(clean.out.find("0 damaged"), std::string::npos) << clean.out;
 
   const std::string damaged_id = Chunk("home", secret_, damaged_data).id();
-  const std::string file = ChunkFile(damaged_id);
-  ASSERT_FALSE(file.empty());
+  const std::vector<std::string> files = StoreFilesContaining(damaged_data);
+  ASSERT_EQ(files.size(), 1u);
   {
-    std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekg(-1, std::ios::end);
-    char c = 0;
-    f.get(c);
-    f.seekp(-1, std::ios::end);
-    f.put(static_cast<char>(c ^ 0x20));
+    // Flip a bit of the chunk's last byte, inside its pack.
+    const size_t at = ReadText(files[0]).find(damaged_data) + damaged_data.size() - 1;
+    std::fstream f(files[0], std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(at));
+    f.put(static_cast<char>(damaged_data.back() ^ 0x20));
   }
   RunResult dirty = Server({"scrub"});
   std::cout << "[ scrub    ] " << dirty.out << std::flush;
@@ -162,8 +186,15 @@ TEST_F(ServerHistoryTest, PruneIsADryRunUntilApplyThenKeepsWhatThePolicySays) {
   EXPECT_EQ(Versions("other").size(), 1u);
   EXPECT_NE(keep_within.out.find("collected 8 unreferenced chunks"), std::string::npos)
       << keep_within.out;
-  // The pruned versions' chunks are gone from disk, the kept ones restore.
-  EXPECT_TRUE(ChunkFile(Chunk("home", secret_, contents[0]).id()).empty());
+  // The pruned versions' chunks are gone, from the packs too (repacked),
+  // the kept ones restore.
+  std::string gone;
+  EXPECT_EQ(Read(*stub_, "home", token_, Chunk("home", secret_, contents[0]).id(), &gone)
+                .error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_TRUE(StoreFilesContaining(contents[0]).empty());
+  EXPECT_FALSE(StoreFilesContaining(contents[9]).empty());
+  EXPECT_NE(keep_within.out.find("repacked 1 packs"), std::string::npos) << keep_within.out;
   ExpectEveryVersionReadable({"f", "other"});
   RunResult scrub = Server({"scrub"});
   EXPECT_EQ(scrub.exit_code, 0) << scrub.Describe();
@@ -244,6 +275,70 @@ TEST_F(ServerHistoryTest, VersionsCommandListsTimesAndSizes) {
                                   "--repo", "home", "--token-file", token_file, "../etc"},
                                  60);
   EXPECT_EQ(hostile.exit_code, 2) << hostile.Describe();
+}
+
+// The pack index is derived data: deleted, it is rebuilt from the packs
+// (by `replifs-server rebuild-index`, or by a server that finds it missing),
+// a torn pack tail is cut off, and every file restores.
+TEST_F(ServerHistoryTest, ADeletedPackIndexIsRebuiltFromThePacksAndEverythingRestores) {
+  // 100 chunks: the file's chunk list is stored as pages, which need the index too.
+  std::vector<v1::ChunkUpload> chunks;
+  std::string big;
+  v1::Operation op;
+  op.set_seq(1);
+  v1::NodeState* put = op.mutable_put();
+  put->set_path("big");
+  put->set_type(v1::NodeState::REGULAR);
+  put->set_mode(0644);
+  for (int i = 0; i < 100; ++i) {
+    const std::string data = "chunk " + std::to_string(i) + " " + std::string(300 + i, 'a' + i % 26);
+    chunks.push_back(Chunk("home", secret_, data));
+    big += data;
+    v1::ChunkRef* ref = put->add_chunks();
+    ref->set_id(chunks.back().id());
+    ref->set_length(chunks.back().length());
+  }
+  put->set_size(big.size());
+  ASSERT_TRUE(Upload(*stub_, token_, chunks).ok());
+  ASSERT_TRUE(Apply(*stub_, "home", token_, {op}).ok());
+  ASSERT_TRUE(Commit("small.txt", "a small file\n", 2).ok());
+  ASSERT_EQ(Restore("big"), big);
+
+  RunResult busy = Server({"rebuild-index"});
+  EXPECT_EQ(busy.exit_code, 1) << "rebuilt under a running server: " << busy.Describe();
+  ASSERT_EQ(server_.Stop(), "exited with status 0 after SIGTERM");
+  const std::vector<std::string> packs = PackFiles();
+  ASSERT_EQ(packs.size(), 1u);
+  {
+    std::ofstream torn(packs[0], std::ios::binary | std::ios::app);
+    torn << std::string("RFPE\x01\x00", 6) << std::string(94, 'x');  // 100 bytes of a cut append
+  }
+  RemovePackIndex();
+  RunResult lost = Server({"scrub"});  // opens (and creates) an empty index
+  EXPECT_EQ(lost.exit_code, 1) << lost.Describe();
+  EXPECT_NE(lost.err.find("lost its pack index"), std::string::npos) << lost.Describe();
+  RunResult rebuilt = Server({"rebuild-index"});
+  std::cout << "[ rebuild  ] " << rebuilt.out << std::flush;
+  EXPECT_EQ(rebuilt.exit_code, 0) << rebuilt.Describe();
+  EXPECT_NE(rebuilt.out.find("in 1 packs indexed, 100 bytes of torn tails cut off"),
+            std::string::npos)
+      << rebuilt.out;
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  stub_ = Stub();
+  EXPECT_EQ(Restore("big"), big);
+  EXPECT_EQ(Restore("small.txt"), "a small file\n");
+  RunResult scrub = Server({"scrub"});
+  EXPECT_EQ(scrub.exit_code, 0) << scrub.Describe();
+  EXPECT_NE(scrub.out.find("101 chunks"), std::string::npos) << scrub.out;
+
+  // A server that finds the index lost rebuilds it before serving, even
+  // after another process opened (and so recreated) it empty.
+  ASSERT_EQ(server_.Stop(), "exited with status 0 after SIGTERM");
+  RemovePackIndex();
+  EXPECT_EQ(Server({"scrub"}).exit_code, 1);
+  ASSERT_NO_FATAL_FAILURE(StartServer());
+  stub_ = Stub();
+  EXPECT_EQ(Restore("big"), big);
 }
 
 }  // namespace

@@ -87,7 +87,12 @@ TEST_F(ServerSecurityTest, TlsServesOnlyClientsThatTrustItsCertificate) {
 
   v1::HelloReply reply;
   auto trusted = Stub(ReadText(cert->cert_file));
+  // A TLS handshake on a loaded machine can miss gRPC's connect window once;
+  // a trusting client retries, the refusals below must stay refusals.
   grpc::Status status = Hello(*trusted, "home", token, &reply);
+  for (int retry = 0; retry < 3 && status.error_code() == grpc::StatusCode::UNAVAILABLE; ++retry) {
+    status = Hello(*trusted, "home", token, &reply);
+  }
   EXPECT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(reply.chunk_secret().size(), 32u);
   auto plaintext = Stub();
@@ -252,9 +257,10 @@ TEST_F(ServerSecurityTest, StoreNeverFollowsALinkOutOfItself) {
   ASSERT_TRUE(Hello(*stub, "home", token, &hello).ok());
   const v1::ChunkUpload chunk = Chunk("home", hello.chunk_secret(), "inside the store");
   ASSERT_TRUE(Upload(*stub, token, {chunk}).ok());
+  // The pack file holding it.
   std::string chunk_file;
   for (const auto& entry : std::filesystem::recursive_directory_iterator(store_ + "/repos")) {
-    if (entry.is_regular_file()) chunk_file = entry.path();
+    if (entry.path().extension() == ".pack") chunk_file = entry.path();
   }
   ASSERT_FALSE(chunk_file.empty());
   const std::string outside = root_ + "/outside";

@@ -90,6 +90,14 @@ def run_replifs(build, root, quiet_ms, label):
     cli = os.path.join(build, "cli/replifs")
     store, prot, state = (os.path.join(root, x) for x in ("store", "prot", "state"))
     for d in (store, prot, state): os.makedirs(d)
+    # The operator's step: a repository and its token (printed once).
+    token = os.path.join(root, "token")
+    r = subprocess.run([server_bin, "repo", "create", "rpo", "--store", store], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit("replifs-server repo create failed: " + r.stderr)
+    with open(token, "w") as f:
+        f.write(r.stdout)
+    os.chmod(token, 0o600)
     log = open(os.path.join(root, "server.log"), "w")
     srv = subprocess.Popen([server_bin, "--listen", "127.0.0.1:0", "--store", store],
                            stdout=subprocess.PIPE, stderr=log, text=True)
@@ -97,7 +105,7 @@ def run_replifs(build, root, quiet_ms, label):
     for line in srv.stdout:
         if "listening on" in line:
             addr = line.split("listening on")[1].split()[0]; break
-    args = [cli, "mount", prot, "--server", addr, "--repo", "rpo", "--state", state]
+    args = [cli, "mount", prot, "--server", addr, "--repo", "rpo", "--state", state, "--token-file", token]
     if quiet_ms is not None: args += ["--quiet-ms", str(quiet_ms)]
     r = subprocess.run(args, capture_output=True, text=True)
     if r.returncode != 0:

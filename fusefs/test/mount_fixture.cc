@@ -65,6 +65,8 @@ void MountTest::SetUp() {
   options.mountpoint = dir_;
   options.backing_root_fd = root_fd_;
   options.fsname = "replifs-test";
+  // Not fuse.replifs: `replifs mount` (other tests) detaches those it finds no daemon for.
+  options.subtype = "replifs-test";
   absl::StatusOr<std::unique_ptr<PassthroughFs>> fs = PassthroughFs::Mount(options, &sink_);
   ASSERT_TRUE(fs.ok()) << fs.status();
   fs_ = std::move(*fs);

@@ -27,7 +27,7 @@ const std::vector<const char*>& ShimTracepoints() {
       "unlink", "unlinkat", "mkdir", "mkdirat", "rmdir", "link", "linkat", "symlink", "symlinkat",
       "chmod", "fchmodat", "chown", "lchown", "fchownat", "utimensat", "setxattr", "lsetxattr",
       "removexattr", "lremovexattr", "fchmod", "fchown", "fsetxattr", "fremovexattr", "open",
-      "openat", "openat2", "creat", "close"};
+      "openat", "openat2", "creat", "close", "msync", "munmap"};
   return kNames;
 }
 
@@ -84,7 +84,9 @@ absl::StatusOr<std::unique_ptr<BpfShim>> BpfShim::Start(const replifs_shim_confi
     bpf_link* link = bpf_program__attach_tracepoint(st.skel->progs.shim_enter, "syscalls", enter.c_str());
     if (link == nullptr) return absl::UnavailableError(absl::StrCat("cannot attach to ", enter, ": ", strerror(errno)));
     st.links.push_back(link);
-    if (std::strcmp(name, "close") == 0) continue;  // decided at entry
+    if (std::strcmp(name, "close") == 0 || std::strcmp(name, "msync") == 0 || std::strcmp(name, "munmap") == 0) {
+      continue;  // decided at entry
+    }
     link = bpf_program__attach_tracepoint(st.skel->progs.shim_exit, "syscalls", exit.c_str());
     if (link == nullptr) return absl::UnavailableError(absl::StrCat("cannot attach to ", exit, ": ", strerror(errno)));
     st.links.push_back(link);
@@ -117,5 +119,6 @@ absl::Status BpfShim::Poll(int timeout_ms) {
 uint64_t BpfShim::dropped() const { return __atomic_load_n(&state_->skel->bss->dropped, __ATOMIC_RELAXED); }
 uint64_t BpfShim::sent() const { return __atomic_load_n(&state_->skel->bss->sent, __ATOMIC_RELAXED); }
 uint64_t BpfShim::untracked() const { return __atomic_load_n(&state_->skel->bss->saved_full, __ATOMIC_RELAXED); }
+uint64_t BpfShim::unresolved() const { return __atomic_load_n(&state_->skel->bss->unresolved, __ATOMIC_RELAXED); }
 
 }  // namespace replifs::shim

@@ -29,6 +29,7 @@ class BpfShim {
   uint64_t dropped() const;     // records the ring buffer had no room for
   uint64_t sent() const;        // records delivered
   uint64_t untracked() const;   // calls not tracked (per-thread table full)
+  uint64_t unresolved() const;  // calls in a protected device the programs could not name (rescan)
   int attached() const { return attached_; }  // tracepoints attached
 
  private:

@@ -21,8 +21,8 @@ char LICENSE[] SEC("license") = "GPL";
 #define NO_ARG -3
 #define O_CREAT_ 0100
 #define O_TRUNC_ 01000
-#define VM_WRITE_ 0x2
 #define VM_SHARED_ 0x8
+#define VM_MAYWRITE_ 0x20
 #define MINORBITS 20
 
 struct saved_call {
@@ -86,6 +86,32 @@ struct {
   __uint(max_entries, 16 << 20);
 } events SEC(".maps");
 
+/* The per-file verdict cache: whether the file behind a struct file lies
+ * under a protected root, so calls on files of a protected device outside
+ * the trees cost one lookup, not a d_parent walk each. Keyed by the file and
+ * its dentry (a reused struct file names another dentry, or close dropped
+ * the entry); a verdict is only trusted while `tree_gen` is unchanged, and
+ * every rename (the only way a dentry changes parents) bumps it. */
+struct verdict_key {
+  __u64 file;
+  __u64 dentry;
+};
+struct verdict {
+  __u64 gen;
+  __u64 inside;
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 65536);
+  __type(key, struct verdict_key);
+  __type(value, struct verdict);
+} verdicts SEC(".maps");
+
+__u64 tree_gen = 1;
+__u64 unresolved = 0;   /* calls in a protected device the programs could not name: rescan */
+__u64 vma_busy = 0;     /* msync/munmap whose mapping could not be looked up (lock or irq work
+                         * busy): left to fanotify's FAN_CLOSE_WRITE at the last fput */
 __u64 dropped = 0;      /* records the ring buffer had no room for */
 __u64 sent = 0;         /* records delivered */
 __u64 saved_full = 0;   /* calls not tracked: the per-thread table was full */
@@ -323,11 +349,36 @@ static __noinline bool in_tree(struct dentry *d) {
   return true;
 }
 
+/* Whether file f lies under a protected root, through the verdict cache. */
+static __always_inline bool file_in_tree(struct file *f) {
+  struct dentry *d = BPF_CORE_READ(f, f_path.dentry);
+  struct verdict_key key = {(__u64)f, (__u64)d};
+  /* Read before the walk: a rename finishing during it makes this verdict stale at once. */
+  __u64 gen = tree_gen;
+  struct verdict *v = bpf_map_lookup_elem(&verdicts, &key);
+  if (v && v->gen == gen) return v->inside;
+  struct verdict fresh = {gen, in_tree(d)};
+  bpf_map_update_elem(&verdicts, &key, &fresh, BPF_ANY);
+  return fresh.inside;
+}
+
 static __always_inline bool fd_on_protected_dev(struct replifs_shim_config *cfg, long fd) {
   struct file *f = fd_file((int)fd);
   if (!f) return false;
   if (root_on_dev(cfg, BPF_CORE_READ(f, f_inode, i_sb, s_dev)) < 0) return false;
-  return in_tree(BPF_CORE_READ(f, f_path.dentry));
+  return file_in_tree(f);
+}
+
+/* msync/munmap: the file behind the shared writable mapping at addr. */
+struct vma_found {
+  struct file *file;
+};
+
+static long vma_file(struct task_struct *task, struct vm_area_struct *vma, void *data) {
+  struct vma_found *found = data;
+  unsigned long flags = BPF_CORE_READ(vma, vm_flags);
+  if ((flags & (VM_SHARED_ | VM_MAYWRITE_)) == (VM_SHARED_ | VM_MAYWRITE_)) found->file = BPF_CORE_READ(vma, vm_file);
+  return 0;
 }
 
 static __always_inline void emit_file_now(struct replifs_shim_config *cfg, __u32 sc, struct file *f) {
@@ -353,8 +404,25 @@ static __always_inline int on_enter(struct trace_event_raw_sys_enter *ctx, __u32
      * the last close/munmap: name the file at entry, while the fd is valid. */
     struct file *f = fd_file((int)c.args[0]);
     if (!f || root_on_dev(cfg, BPF_CORE_READ(f, f_inode, i_sb, s_dev)) < 0) return 0;
+    struct verdict_key key = {(__u64)f, (__u64)BPF_CORE_READ(f, f_path.dentry)};
+    bpf_map_delete_elem(&verdicts, &key);  /* this struct file may soon name another file */
     if (BPF_CORE_READ(f, f_mapping, i_mmap_writable.counter) <= 0) return 0;
     emit_file_now(cfg, sc, f);
+    return 0;
+  } else if (sc == REPLIFS_SYS_MSYNC || sc == REPLIFS_SYS_MUNMAP) {
+    /* Stores through the mapping at addr reach the file: name it now, while
+     * the mapping exists (munmap removes it). */
+    struct vma_found found = {0};
+    struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
+    long err = bpf_find_vma(task, c.args[0], vma_file, &found, 0);
+    if (err == -16 /* EBUSY: mmap lock or this CPU's irq work busy */) {
+      __sync_fetch_and_add(&vma_busy, 1);
+      return 0;
+    }
+    struct file *mapped = found.file;  /* a plain local: CO-RE reads start from kernel types */
+    if (!mapped || root_on_dev(cfg, BPF_CORE_READ(mapped, f_inode, i_sb, s_dev)) < 0) return 0;
+    if (!file_in_tree(mapped)) return 0;
+    emit_file_now(cfg, sc, mapped);
     return 0;
   } else if (shape.fd != NO_ARG) {
     if (!fd_on_protected_dev(cfg, c.args[shape.fd & 7])) return 0;
@@ -365,7 +433,10 @@ static __always_inline int on_enter(struct trace_event_raw_sys_enter *ctx, __u32
     else bpf_probe_read_user(&c.open_flags, sizeof(c.open_flags), (void *)c.args[2]);
     if (!(c.open_flags & (O_CREAT_ | O_TRUNC_))) return 0;
   }
-  if (bpf_map_update_elem(&calls, &pid_tgid, &c, BPF_ANY) != 0) __sync_fetch_and_add(&saved_full, 1);
+  if (bpf_map_update_elem(&calls, &pid_tgid, &c, BPF_ANY) != 0) {
+    __sync_fetch_and_add(&saved_full, 1);
+    __sync_fetch_and_add(&unresolved, 1);  /* a call we will not name: rescan */
+  }
   return 0;
 }
 
@@ -492,6 +563,8 @@ static __always_inline __u32 shim_syscall(long nr) {
     case 437: return REPLIFS_SYS_OPENAT2;
     case 85: return REPLIFS_SYS_CREAT;
     case 3: return REPLIFS_SYS_CLOSE;
+    case 26: return REPLIFS_SYS_MSYNC;
+    case 11: return REPLIFS_SYS_MUNMAP;
   }
   return REPLIFS_SYS_NONE;
 }
@@ -506,4 +579,9 @@ int shim_enter(struct trace_event_raw_sys_enter *ctx) {
 }
 
 SEC("tracepoint")
-int shim_exit(struct trace_event_raw_sys_exit *ctx) { return on_exit(BPF_CORE_READ(ctx, ret)); }
+int shim_exit(struct trace_event_raw_sys_exit *ctx) {
+  long nr = BPF_CORE_READ(ctx, id);
+  /* A rename may move a dentry in or out of a tree: cached verdicts are stale. */
+  if (nr == 82 || nr == 264 || nr == 316) __sync_fetch_and_add(&tree_gen, 1);
+  return on_exit(BPF_CORE_READ(ctx, ret));
+}

@@ -160,4 +160,11 @@ struct replifs_shim_config {
 #define REPLIFS_SHIM_IOC_SET_CONFIG _IOW(REPLIFS_SHIM_IOC_MAGIC, 1, struct replifs_shim_config)
 #define REPLIFS_SHIM_IOC_CLEAR _IO(REPLIFS_SHIM_IOC_MAGIC, 2) /* protection off */
 
+/* The module's counters (ioctl STATS), as the eBPF programs keep them. */
+struct replifs_shim_stats {
+  __u64 sent;    /* records queued */
+  __u64 dropped; /* records the queue had no room for */
+};
+#define REPLIFS_SHIM_IOC_STATS _IOR(REPLIFS_SHIM_IOC_MAGIC, 3, struct replifs_shim_stats)
+
 #endif /* REPLIFS_SHIM_H */

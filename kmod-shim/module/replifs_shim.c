@@ -21,6 +21,8 @@
 #include <linux/ftrace.h>
 #include <linux/kdev_t.h>
 #include <linux/miscdevice.h>
+#include <linux/mm.h>
+#include <linux/mmap_lock.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/poll.h>
@@ -43,7 +45,7 @@ static char *queue;
 static size_t q_head, q_tail; /* bytes: head written, tail read; q_head - q_tail <= QUEUE_BYTES */
 static DEFINE_SPINLOCK(q_lock);
 static DECLARE_WAIT_QUEUE_HEAD(q_wait);
-static u64 q_dropped;
+static u64 q_dropped, q_sent;
 static bool q_overflow_pending;
 
 static struct replifs_shim_config cfg;
@@ -63,6 +65,7 @@ static void enqueue(struct replifs_shim_event *ev) {
     return;
   }
   q_overflow_pending = false;
+  q_sent++;
   for (i = 0; i < ev->size; i++) queue[(q_head + i) % QUEUE_BYTES] = ((char *)ev)[i];
   q_head += ev->size;
   spin_unlock_irqrestore(&q_lock, flags);
@@ -230,6 +233,23 @@ struct hook {
 
 static void decide(struct hook *h, const unsigned long *a, long ret, loff_t pos_after, struct file *f);
 
+/* The file behind a shared, writable mapping at addr on a protected device
+ * (msync, munmap), with a reference; NULL otherwise. */
+static struct file *mapped_file(unsigned long addr) {
+  struct mm_struct *mm = current->mm;
+  struct vm_area_struct *vma;
+  struct file *f = NULL;
+  if (!mm) return NULL;
+  mmap_read_lock(mm);
+  vma = find_vma(mm, addr);
+  if (vma && vma->vm_start <= addr && vma->vm_file &&
+      (vma->vm_flags & (VM_SHARED | VM_MAYWRITE)) == (VM_SHARED | VM_MAYWRITE) &&
+      root_on_dev(file_inode(vma->vm_file)->i_sb->s_dev) >= 0)
+    f = get_file(vma->vm_file);
+  mmap_read_unlock(mm);
+  return f;
+}
+
 static long call_hooked(struct hook *h, const struct pt_regs *regs) {
   typedef long (*sys_fn)(const struct pt_regs *);
   unsigned long a[6] = {regs->di, regs->si, regs->dx, regs->r10, regs->r8, regs->r9};
@@ -247,6 +267,16 @@ static long call_hooked(struct hook *h, const struct pt_regs *regs) {
       fput(cf);
     }
     return ((sys_fn)h->orig)(regs);
+  }
+  if (watch && (h->sc == REPLIFS_SYS_MSYNC || h->sc == REPLIFS_SYS_MUNMAP)) {
+    /* Stores through the mapping reach the file: take it before munmap drops the mapping. */
+    struct file *mf = mapped_file(a[0]);
+    ret = ((sys_fn)h->orig)(regs);
+    if (mf) {
+      if (ret >= 0) decide(h, a, ret, 0, mf);
+      fput(mf);
+    }
+    return ret;
   }
   if (watch && h->shape.fd != NONE) {
     f = fget((int)a[h->shape.fd]);
@@ -350,7 +380,8 @@ out:
   X(fchmod, FCHMOD, FD(0)) X(fchown, FCHOWN, FD(0))                                   \
   X(fsetxattr, FSETXATTR, {0, NONE, NONE, RAW, 1}) X(fremovexattr, FREMOVEXATTR, {0, NONE, NONE, RAW, 1}) \
   X(open, OPEN, NOTHING) X(openat, OPENAT, NOTHING) X(openat2, OPENAT2, NOTHING)       \
-  X(creat, CREAT, NOTHING) X(close, CLOSE, NOTHING)
+  X(creat, CREAT, NOTHING) X(close, CLOSE, NOTHING)                                   \
+  X(msync, MSYNC, NOTHING) X(munmap, MUNMAP, NOTHING)
 
 #define HENUM(name, SC, ...) H_##name,
 enum { HOOKS(HENUM) H_COUNT };
@@ -462,6 +493,15 @@ static long dev_ioctl(struct file *file, unsigned int cmd, unsigned long arg) {
       if (active && c.nroots == 0) unhook_all();
       mutex_unlock(&hook_mutex);
       return err;
+    case REPLIFS_SHIM_IOC_STATS: {
+      struct replifs_shim_stats stats;
+      unsigned long flags;
+      spin_lock_irqsave(&q_lock, flags);
+      stats.sent = q_sent;
+      stats.dropped = q_dropped;
+      spin_unlock_irqrestore(&q_lock, flags);
+      return copy_to_user((void __user *)arg, &stats, sizeof(stats)) ? -EFAULT : 0;
+    }
     case REPLIFS_SHIM_IOC_CLEAR:
       mutex_lock(&hook_mutex);
       unhook_all();

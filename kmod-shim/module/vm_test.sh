@@ -62,12 +62,15 @@ mv a d/a2
 ln -s a2 d/l
 chmod 600 d/a2
 rm d/l
+# Stores through a shared mapping: msync, close while mapped, munmap.
+shim-dev-probe --mmap-write /prot/m
 # Unprotected: nothing.
 cd /plain
 echo no > b
 mkdir e
 mv b e/b
 rm e/b
+shim-dev-probe --mmap-write /plain/m
 # Absolute name into the protected tree.
 echo abs > /prot/abs
 sleep 0.5
@@ -107,6 +110,11 @@ EVENT RENAME a -> d/a2
 EVENT SYMLINK d/l
 EVENT SETATTR d/a2
 EVENT UNLINK d/l
+EVENT CREATE m
+EVENT TRUNCATE m
+EVENT RESCAN m
+EVENT RESCAN m
+EVENT RESCAN m
 EVENT CREATE abs
 EVENT TRUNCATE abs
 EVENT WRITE abs
@@ -114,7 +122,7 @@ EXPECTED
 sed -n '/^PROTECTING/,/^PROTECTION OFF/p' "$work/console.txt" | grep '^EVENT' > "$work/events.txt" || true
 sed -n '/^PROTECTION OFF/,$p' "$work/console.txt" | grep -E '^(EVENT|RECORD)' > "$work/after_off.txt" || true
 fail=0
-for marker in "INSMOD OK" "PROTECTING /prot" "PROTECTION OFF" "PROBE DONE" "RMMOD OK" "KERNEL OK"; do
+for marker in "INSMOD OK" "IMPLEMENTATION module" "DROPPED 0" "PROTECTING /prot" "PROTECTION OFF" "PROBE DONE" "RMMOD OK" "KERNEL OK"; do
   grep -q "$marker" "$work/console.txt" || { echo "vm_test: missing \"$marker\" on the console" >&2; fail=1; }
 done
 if ! diff -u "$work/expected.txt" "$work/events.txt" >&2; then

@@ -1,24 +1,32 @@
-// replifs-shim-trace DIR [SECONDS] [--quiet]: protects DIR with the eBPF shim
-// (no daemon, no overlay) and prints each record as the shim reader decodes
-// it, then the counters. For manual checks and bench/shim.
+// replifs-shim-trace DIR [SECONDS] [--quiet] [--fanotify]: protects DIR with
+// the eBPF shim (no daemon, no overlay) and prints each record as the shim
+// reader decodes it, then the counters. --fanotify adds the daemon's
+// fanotify backstop ("fanotify path=..." lines). For tests and bench/shim.
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
 #include <string>
+#include <mutex>
+#include <thread>
+
+#include <fcntl.h>
 
 #include "kmod-shim/bpf/bpf_shim.h"
+#include "kmod-shim/reader/fanotify_backstop.h"
 #include "kmod-shim/reader/fs_path.h"
 #include "kmod-shim/reader/shim_record.h"
 
 namespace {
-volatile sig_atomic_t g_stop = 0;
-void OnSignal(int) { g_stop = 1; }
+std::atomic<bool> g_stop{false};
+std::mutex g_out;  // the shim and fanotify threads both print whole lines
+void OnSignal(int) { g_stop = true; }
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -28,7 +36,11 @@ int main(int argc, char** argv) {
   }
   const std::string dir = argv[1];
   double seconds = argc > 2 ? std::atof(argv[2]) : 1e9;
-  bool quiet = argc > 3 && std::strcmp(argv[3], "--quiet") == 0;
+  bool quiet = false, with_fanotify = false;
+  for (int i = 3; i < argc; ++i) {
+    quiet |= std::strcmp(argv[i], "--quiet") == 0;
+    with_fanotify |= std::strcmp(argv[i], "--fanotify") == 0;
+  }
   struct stat st;
   if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     std::cerr << "replifs-shim-trace: " << dir << " is not a directory\n";
@@ -54,6 +66,7 @@ int main(int argc, char** argv) {
       return;
     }
     if (quiet) return;
+    std::lock_guard<std::mutex> lock(g_out);
     std::cout << "pid=" << record->header.pid << " " << replifs::shim::Describe(*record);
     for (const auto& e : replifs::shim::ToChangeEvents(*record)) {
       std::cout << " -> " << replifs::v1::ChangeEvent::Op_Name(e.op()) << "(" << e.path()
@@ -65,6 +78,33 @@ int main(int argc, char** argv) {
     std::cerr << "replifs-shim-trace: " << shim.status() << "\n";
     return 1;
   }
+  std::unique_ptr<replifs::shim::FanotifyBackstop> fanotify;
+  std::atomic<uint64_t> fan_changes{0};
+  int root_fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (with_fanotify) {
+    auto fan = replifs::shim::FanotifyBackstop::Start(
+        root_fd, getpid(),
+        [&](const std::string& path, uint64_t, uint32_t pid) {
+          ++fan_changes;
+          std::lock_guard<std::mutex> lock(g_out);
+          if (!quiet) std::cout << "pid=" << pid << " fanotify path=" << path << std::endl;
+        },
+        nullptr);
+    if (!fan.ok()) {
+      std::cerr << "replifs-shim-trace: " << fan.status() << "\n";
+      return 1;
+    }
+    fanotify = *std::move(fan);
+  }
+  // fanotify in its own thread, as in the daemon (its Poll waits and batches).
+  std::thread fan_thread;
+  if (fanotify) {
+    fan_thread = std::thread([&] {
+      while (!g_stop) {
+        if (auto s = fanotify->Poll(100); !s.ok()) std::cerr << "replifs-shim-trace: " << s << "\n";
+      }
+    });
+  }
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
   std::cerr << "replifs-shim-trace: protecting " << dir << " (" << (*shim)->attached() << " tracepoints)" << std::endl;
@@ -72,8 +112,12 @@ int main(int argc, char** argv) {
   while (!g_stop && std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < seconds) {
     if (auto s = (*shim)->Poll(100); !s.ok()) std::cerr << "replifs-shim-trace: " << s << "\n";
   }
+  if (fan_thread.joinable()) fan_thread.join();
+  if (fanotify) (void)fanotify->Poll(0);
   (void)(*shim)->Poll(0);
   std::cerr << "replifs-shim-trace: records=" << records << " bad=" << bad << " dropped=" << (*shim)->dropped()
-            << " untracked=" << (*shim)->untracked() << std::endl;
+            << " untracked=" << (*shim)->untracked() << " unresolved=" << (*shim)->unresolved()
+            << " fanotify=" << fan_changes << " fanotify_overflows=" << (fanotify ? fanotify->overflows() : 0)
+            << std::endl;
   return bad == 0 ? 0 : 1;
 }

@@ -30,6 +30,31 @@ constexpr std::array<uint64_t, 256> kGear = MakeGearTable();
 // masks take the top `bits` bits.
 constexpr uint64_t TopBitsMask(int bits) { return bits <= 0 ? 0 : ~0ull << (64 - bits); }
 
+// Scans [i, end) for the first position whose gear hash has no bit of `mask`
+// set; returns it + 1, or 0 if none (then *hash_io is the hash at end - 1).
+// Unrolled by four: the loop's own counter and bound check were a third of
+// the instructions per byte (bench/chunker: ~1.5x faster). Cut points are
+// exactly those of the plain loop (chunker_test compares the two).
+inline size_t ScanForCut(const uint8_t* p, size_t i, size_t end, uint64_t mask, uint64_t* hash_io) {
+  uint64_t h = *hash_io;
+  for (; i + 4 <= end; i += 4) {
+    h = (h << 1) + kGear[p[i]];
+    if ((h & mask) == 0) return i + 1;
+    h = (h << 1) + kGear[p[i + 1]];
+    if ((h & mask) == 0) return i + 2;
+    h = (h << 1) + kGear[p[i + 2]];
+    if ((h & mask) == 0) return i + 3;
+    h = (h << 1) + kGear[p[i + 3]];
+    if ((h & mask) == 0) return i + 4;
+  }
+  for (; i < end; ++i) {
+    h = (h << 1) + kGear[p[i]];
+    if ((h & mask) == 0) return i + 1;
+  }
+  *hash_io = h;
+  return 0;
+}
+
 }  // namespace
 
 size_t NextChunkLength(std::span<const uint8_t> data, const ChunkerParams& params, bool at_end) {
@@ -43,17 +68,9 @@ size_t NextChunkLength(std::span<const uint8_t> data, const ChunkerParams& param
   const uint64_t mask_hard = TopBitsMask(avg_bits + 2);
   const uint64_t mask_easy = TopBitsMask(avg_bits - 2);
 
-  const uint8_t* p = data.data();
   uint64_t hash = 0;
-  size_t i = params.min_size;
-  for (; i < normal; ++i) {
-    hash = (hash << 1) + kGear[p[i]];
-    if ((hash & mask_hard) == 0) return i + 1;
-  }
-  for (; i < n; ++i) {
-    hash = (hash << 1) + kGear[p[i]];
-    if ((hash & mask_easy) == 0) return i + 1;
-  }
+  if (size_t cut = ScanForCut(data.data(), params.min_size, normal, mask_hard, &hash)) return cut;
+  if (size_t cut = ScanForCut(data.data(), normal, n, mask_easy, &hash)) return cut;
   // Reaching here below max_size is only a real cut when at_end (see header).
   (void)at_end;
   return n;

@@ -38,6 +38,7 @@ std::vector<ChangedRange> NormalizeChanges(std::vector<ChangedRange> changed, ui
 // (`old_ends` sorted), or at the end of the file.
 class Recutter {
  public:
+  static constexpr uint64_t kMinRead = 64 * 1024;
   Recutter(uint64_t new_size, const ReadAt& read, const ChunkIdHasher& hasher,
            const NewChunkSink& sink, const ChunkerParams& params, RechunkStats* stats)
       : new_size_(new_size), read_(read), hasher_(hasher), sink_(sink), params_(params),
@@ -71,12 +72,13 @@ class Recutter {
   absl::Status Fill(uint64_t pos) {
     const uint64_t want_end = std::min(new_size_, pos + params_.max_size);
     if (buffer_start_ + buffer_.size() >= want_end) return absl::OkStatus();
-    // Drop what lies before pos, then read a generous block.
+    // Drop what lies before pos, then read up to pos + max_size (at least
+    // 64 KiB more): a small edit reads ~max_size, not a large fixed block.
     const size_t consumed = pos - buffer_start_;
     buffer_.erase(buffer_.begin(), buffer_.begin() + consumed);
     buffer_start_ = pos;
     const uint64_t read_from = buffer_start_ + buffer_.size();
-    const uint64_t read_end = std::min(new_size_, pos + 4 * params_.max_size);
+    const uint64_t read_end = std::min(new_size_, std::max(want_end, read_from + kMinRead));
     const size_t old_len = buffer_.size();
     buffer_.resize(read_end - buffer_start_);
     std::span<uint8_t> target(buffer_.data() + old_len, read_end - read_from);

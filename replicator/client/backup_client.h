@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "replicator/client/chunk_map_trust.h"
 #include "replicator/client/chunk_map_store.h"
 #include "replicator/client/repo_connection.h"
 #include "replicator/scheduler/scheduler.h"
@@ -22,6 +23,7 @@ struct BackupClientStats {
   uint64_t chunks_uploaded = 0;
   uint64_t bytes_uploaded = 0;   // on the wire, after compression
   uint64_t bytes_read = 0;       // file bytes read to chunk
+  uint64_t wire_bytes = 0;       // every gRPC message to and from the server, serialized
   bool reachable = false;
   std::string last_error;
 };
@@ -38,6 +40,10 @@ class BackupClient : public scheduler::CommandExecutor {
   // Connects if needed (Hello). Thread-safe.
   absl::StatusOr<RepoConnection*> Connection();
   BackupClientStats stats() const;
+  // The acknowledged chunk maps (null if none): Reconcile compares with them.
+  ChunkMapStore* chunk_maps() const { return chunk_maps_; }
+  // Told when changes were missed; Reconcile restores it.
+  ChunkMapTrust& chunk_map_trust() { return map_trust_; }
 
  private:
   class BatchBuilder;
@@ -48,10 +54,15 @@ class BackupClient : public scheduler::CommandExecutor {
   const ConnectionOptions options_;
   const int backing_root_fd_;
   const bool trace_;
-  ChunkMapStore* const chunk_maps_;  // REPLIFS_TRACE set: log every operation sent (daemon.log)
+  ChunkMapStore* const chunk_maps_;
+  ChunkMapTrust map_trust_;  // REPLIFS_TRACE set: log every operation sent (daemon.log)
   mutable std::mutex mutex_;  // guards everything below; Execute runs one batch at a time
   std::unique_ptr<RepoConnection> connection_;
   int64_t last_time_ns_ = 0;  // versions get strictly increasing times
+  // Namespace commands with a seq at or below this are applied on the
+  // server (it applies them in journal order); unknown after a failure.
+  uint64_t known_applied_seq_ = 0;
+  bool applied_seq_unknown_ = true;
   BackupClientStats stats_;
 };
 

@@ -133,4 +133,40 @@ size_t ChunkMapStore::size() {
   return count;
 }
 
+absl::StatusOr<std::map<std::pair<uint64_t, uint64_t>, FileIdentity>> ChunkMapStore::Identities() {
+  std::lock_guard lock(mutex_);
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db_, "SELECT device, inode, size, mtime_ns, ctime_ns FROM chunk_maps", -1, &stmt,
+                         nullptr) != SQLITE_OK) {
+    return SqliteError(db_, "prepare");
+  }
+  std::map<std::pair<uint64_t, uint64_t>, FileIdentity> identities;
+  int rc;
+  while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+    FileIdentity identity{static_cast<uint64_t>(sqlite3_column_int64(stmt, 0)),
+                          static_cast<uint64_t>(sqlite3_column_int64(stmt, 1)),
+                          static_cast<uint64_t>(sqlite3_column_int64(stmt, 2)),
+                          sqlite3_column_int64(stmt, 3), sqlite3_column_int64(stmt, 4)};
+    identities.emplace(std::make_pair(identity.device, identity.inode), identity);
+  }
+  sqlite3_finalize(stmt);
+  if (rc != SQLITE_DONE) return SqliteError(db_, "select");
+  return identities;
+}
+
+absl::Status ChunkMapStore::Invalidate(uint64_t device, uint64_t inode) {
+  std::lock_guard lock(mutex_);
+  sqlite3_stmt* stmt = nullptr;
+  if (sqlite3_prepare_v2(db_, "DELETE FROM chunk_maps WHERE device = ?1 AND inode = ?2", -1, &stmt,
+                         nullptr) != SQLITE_OK) {
+    return SqliteError(db_, "prepare");
+  }
+  sqlite3_bind_int64(stmt, 1, static_cast<int64_t>(device));
+  sqlite3_bind_int64(stmt, 2, static_cast<int64_t>(inode));
+  const int rc = sqlite3_step(stmt);
+  sqlite3_finalize(stmt);
+  if (rc != SQLITE_DONE) return SqliteError(db_, "delete");
+  return absl::OkStatus();
+}
+
 }  // namespace replifs::client

@@ -8,9 +8,11 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -42,6 +44,13 @@ class ChunkMapStore {
   // Stores every map in one transaction (after the server acknowledged them).
   absl::Status PutAll(const std::vector<ChunkMap>& maps);
   size_t size();
+
+  // Every record's identity, keyed by (device, inode), without the chunk
+  // lists: the last acknowledged state Reconcile compares the tree with.
+  absl::StatusOr<std::map<std::pair<uint64_t, uint64_t>, FileIdentity>> Identities();
+  // Forgets a file's record (it changed outside capture): its next backup
+  // reads the whole file instead of trusting stale chunk boundaries.
+  absl::Status Invalidate(uint64_t device, uint64_t inode);
 
  private:
   explicit ChunkMapStore(sqlite3* db) : db_(db) {}

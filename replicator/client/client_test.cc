@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "replicator/client/chunk_map_store.h"
+#include "replicator/client/chunk_map_trust.h"
 #include "replicator/client/node_snapshot.h"
 #include "replicator/client/path_rules.h"
 #include "replicator/client/tree_walk.h"
@@ -29,6 +30,24 @@ TEST(PathRules, AcceptsOnlyPlainRelativePaths) {
   EXPECT_FALSE(IsSafeRelativePath("a/"));
   EXPECT_FALSE(IsSafeRelativePath(std::string("a\0b", 3)));
   EXPECT_FALSE(IsSafeRelativePath(std::string(256, 'x')));
+}
+
+TEST(ChunkMapTrust, MissedChangesDistrustMapsUntilAReconcileWithoutNewLossEnds) {
+  ChunkMapTrust trust;
+  EXPECT_TRUE(trust.trusted());
+  EXPECT_EQ(trust.lost_since_ns(), ChunkMapTrust::kNever);
+  trust.NoteLostChanges(10'000'000'000);
+  EXPECT_FALSE(trust.trusted());
+  // Files changed shortly before the loss was noticed are re-read too.
+  EXPECT_LT(trust.lost_since_ns(), 10'000'000'000);
+  const int64_t since = trust.lost_since_ns();
+  const uint64_t reconcile_started = trust.epoch();
+  trust.NoteLostChanges(20'000'000'000);  // during the walk
+  EXPECT_EQ(trust.lost_since_ns(), since) << "the earliest loss bounds the re-read";
+  trust.RestoreIfNoLossSince(reconcile_started);
+  EXPECT_FALSE(trust.trusted()) << "a loss during the walk needs another walk";
+  trust.RestoreIfNoLossSince(trust.epoch());
+  EXPECT_TRUE(trust.trusted());
 }
 
 TEST(PathRules, ParentsAndPrefixes) {
@@ -231,6 +250,25 @@ TEST_F(TempTree, AMapOfAnotherInodeIsNotUsed) {
   ASSERT_TRUE(state.ok());
   EXPECT_EQ(bytes_read, 100000u);
   EXPECT_EQ(state->chunks(0).id(), hasher.Hash(std::string(100000, 'a')).ToBytes());
+}
+
+TEST_F(TempTree, ChunkMapIdentitiesListAndInvalidate) {
+  auto store = ChunkMapStore::Open(dir_ + "/maps.sqlite");
+  ASSERT_TRUE(store.ok()) << store.status();
+  ChunkMap a, b;
+  a.identity = {1, 10, 100, 111, 112};
+  b.identity = {1, 11, 200, 211, 212};
+  a.chunks.push_back({0, 100, chunker::ChunkIdHasher("s").Hash(std::string_view("a"))});
+  ASSERT_TRUE((*store)->PutAll({a, b}).ok());
+  auto identities = (*store)->Identities();
+  ASSERT_TRUE(identities.ok()) << identities.status();
+  ASSERT_EQ(identities->size(), 2u);
+  EXPECT_EQ(identities->at({1, 10}), a.identity);
+  EXPECT_EQ(identities->at({1, 11}), b.identity);
+  ASSERT_TRUE((*store)->Invalidate(1, 10).ok());
+  EXPECT_FALSE((*store)->Get(1, 10).has_value()) << "an invalidated map must not be trusted again";
+  EXPECT_TRUE((*store)->Get(1, 11).has_value());
+  EXPECT_EQ((*store)->Identities()->size(), 1u);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "replicator/client/stable_copy.h"
 
 namespace replifs::client {
 namespace {
@@ -246,6 +247,28 @@ absl::StatusOr<v1::NodeState> SnapshotNode(int root_fd, const std::string& path,
                                            const chunker::ChunkIdHasher& hasher,
                                            const ChunkSink& sink,
                                            const ContentSnapshotOptions& options) {
+  // Chunks the content behind `fd`, which holds the file as `opened` says.
+  auto read_content = [&](int fd, const struct stat& opened, v1::NodeState* state) {
+    std::optional<ChunkMap> previous;
+    if (options.previous_map) previous = options.previous_map(opened.st_dev, opened.st_ino);
+    // "Attributes only" is trusted only while size and mtime say so; then no
+    // range is known, so the whole file is read.
+    if (previous && options.content_unchanged &&
+        (previous->identity.size != static_cast<uint64_t>(opened.st_size) ||
+         previous->identity.mtime_ns != Nanos(opened.st_mtim))) {
+      previous.reset();
+    }
+    state->clear_chunks();
+    if (options.reused_ids != nullptr) options.reused_ids->clear();
+    if (previous.has_value()) {
+      return ChunkIncrementally(fd, path, *previous, opened, hasher, sink, options, state);
+    }
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    absl::Status status = ChunkOpenFile(fd, path, hasher, sink, state);
+    if (options.bytes_read != nullptr) *options.bytes_read += opened.st_size;
+    return status;
+  };
+
   for (int attempt = 0; attempt < std::max(1, options.attempts); ++attempt) {
     struct stat before;
     absl::StatusOr<v1::NodeState> state = StatNode(root_fd, path, &before);
@@ -263,33 +286,41 @@ absl::StatusOr<v1::NodeState> SnapshotNode(int root_fd, const std::string& path,
       close(fd);
       continue;
     }
-    std::optional<ChunkMap> previous;
-    if (options.previous_map) previous = options.previous_map(opened.st_dev, opened.st_ino);
-    // "Attributes only" is trusted only while size and mtime say so; then no
-    // range is known, so the whole file is read.
-    if (previous && options.content_unchanged &&
-        (previous->identity.size != static_cast<uint64_t>(opened.st_size) ||
-         previous->identity.mtime_ns != Nanos(opened.st_mtim))) {
-      previous.reset();
-    }
-    state->clear_chunks();
-    if (options.reused_ids != nullptr) options.reused_ids->clear();
-    absl::Status status;
-    if (previous.has_value()) {
-      status = ChunkIncrementally(fd, path, *previous, opened, hasher, sink, options, &*state);
-    } else {
-      posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-      status = ChunkOpenFile(fd, path, hasher, sink, &*state);
-      if (options.bytes_read != nullptr) *options.bytes_read += opened.st_size;
-    }
+    absl::Status status = read_content(fd, opened, &*state);
     struct stat after;
     bool unchanged = fstat(fd, &after) == 0 && SameGeneration(before, after);
     close(fd);
+    if (!unchanged) continue;  // torn (a read error from a shrinking file included)
     if (!status.ok()) return status;
-    if (unchanged) {
-      if (options.map_out != nullptr) *options.map_out = MapOf(after, *state);
+    if (options.map_out != nullptr) *options.map_out = MapOf(after, *state);
+    return state;
+  }
+
+  // Never quiet: read a copy that held still instead (stable_copy.h).
+  if (options.stable_copy_attempts > 0) {
+    struct stat st;
+    absl::StatusOr<v1::NodeState> state = StatNode(root_fd, path, &st);
+    if (!state.ok()) return state.status();
+    if (options.expected_inode != 0 && st.st_ino != options.expected_inode) {
+      return absl::FailedPreconditionError(absl::StrCat("'", path, "' names another inode now"));
+    }
+    if (!S_ISREG(st.st_mode)) return state;
+    int fd = openat(root_fd, path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return ErrnoStatus(errno, "open", path);
+    // Copies cost the file's size each: big files get fewer tries.
+    const int attempts = static_cast<int>(std::clamp<int64_t>(
+        (int64_t{256} << 20) / std::max<int64_t>(st.st_size, 1), 2, options.stable_copy_attempts));
+    absl::StatusOr<StableCopy> copy = CopyWhileUnchanged(root_fd, fd, attempts);
+    close(fd);
+    if (copy.ok()) {
+      FillAttributes(copy->source, &*state);  // size and times of the generation copied
+      absl::Status status = read_content(copy->fd, copy->source, &*state);
+      close(copy->fd);
+      if (!status.ok()) return status;
+      if (options.map_out != nullptr) *options.map_out = MapOf(copy->source, *state);
       return state;
     }
+    if (!absl::IsAborted(copy.status())) return copy.status();
   }
   return absl::AbortedError(absl::StrCat("'", path, "' kept changing while it was read"));
 }

@@ -40,6 +40,8 @@ absl::StatusOr<v1::NodeState> StatNode(int root_fd, const std::string& path,
 struct ContentSnapshotOptions {
   uint64_t expected_inode = 0;  // non-zero: FailedPrecondition if the path names another inode
   int attempts = 3;             // reads retried while the file changes under us
+  // Then, for a file that never stops changing, copies tried (stable_copy.h); 0: none.
+  int stable_copy_attempts = 200;
 
   // Incremental chunking: the file's chunk map as last committed (looked up
   // by device and inode once the file is open) and the ranges changed since;
@@ -60,7 +62,8 @@ struct ContentSnapshotOptions {
 // StatNode plus, for a regular file, its chunk list; every chunk goes to
 // `sink`. A version is only returned if the file did not change while it was
 // read (size, mtime, ctime compared before and after); after `attempts` torn
-// reads: AbortedError.
+// reads, from a copy that held still (stable_copy.h); failing that too:
+// AbortedError.
 absl::StatusOr<v1::NodeState> SnapshotNode(int root_fd, const std::string& path,
                                            const chunker::ChunkIdHasher& hasher,
                                            const ChunkSink& sink,

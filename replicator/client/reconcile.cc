@@ -12,6 +12,8 @@
 namespace replifs::client {
 namespace {
 
+int64_t Nanos(const struct timespec& t) { return static_cast<int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec; }
+
 bool SameXattrs(const v1::NodeState& a, const v1::NodeState& b) {
   if (a.xattrs_size() != b.xattrs_size()) return false;
   for (int i = 0; i < a.xattrs_size(); ++i) {
@@ -22,8 +24,8 @@ bool SameXattrs(const v1::NodeState& a, const v1::NodeState& b) {
   return true;
 }
 
-// Everything but content: a content change without an mtime change is not
-// seen here (that needs the client's own record of ctime, a later step).
+// Everything but content, against the server's listing. A content change
+// that kept size and mtime is caught by the client's own record (ctime).
 bool SameMetadata(const v1::NodeState& a, const v1::NodeState& b) {
   return a.type() == b.type() && a.mode() == b.mode() && a.uid() == b.uid() && a.gid() == b.gid() &&
          a.size() == b.size() && a.mtime_ns() == b.mtime_ns() && a.rdev() == b.rdev() &&
@@ -52,18 +54,42 @@ v1::ChangeEvent RescanEvent(const std::string& path, const struct stat* st) {
 
 absl::Status Reconcile(RepoConnection& connection, int root_fd,
                        const std::function<void(v1::ChangeEvent)>& emit,
-                       ReconcileProgress* progress) {
+                       ReconcileProgress* progress, ChunkMapStore* acknowledged,
+                       int64_t reread_ctime_since_ns) {
   absl::StatusOr<std::vector<v1::NodeState>> listing = connection.List(0, {});
   if (!listing.ok()) return listing.status();
   std::map<std::string, v1::NodeState> remote;
   for (auto& node : *listing) remote.emplace(node.path(), std::move(node));
+  // Loaded once: a lookup per file would cost a query per file.
+  std::map<std::pair<uint64_t, uint64_t>, FileIdentity> known;
+  if (acknowledged != nullptr) {
+    absl::StatusOr<std::map<std::pair<uint64_t, uint64_t>, FileIdentity>> identities =
+        acknowledged->Identities();
+    if (!identities.ok()) return identities.status();
+    known = std::move(*identities);
+  }
+  // False when the file is not as the server acknowledged it (or nothing
+  // says how it was); a stale record is dropped before the rescan is queued.
+  auto as_acknowledged = [&](const struct stat& st) {
+    if (acknowledged == nullptr || !S_ISREG(st.st_mode)) return true;
+    auto it = known.find({st.st_dev, st.st_ino});
+    if (it == known.end()) return false;
+    const FileIdentity now{st.st_dev, st.st_ino, static_cast<uint64_t>(st.st_size), Nanos(st.st_mtim),
+                           Nanos(st.st_ctim)};
+    if (it->second == now && now.ctime_ns < reread_ctime_since_ns) return true;
+    ++progress->changed_outside;
+    (void)acknowledged->Invalidate(st.st_dev, st.st_ino);  // failing: the rescan reads it all anyway
+    return false;
+  };
 
   absl::Status status = WalkTree(root_fd, [&](const std::string& path, const struct stat& st) {
     ++progress->scanned;
-    absl::StatusOr<v1::NodeState> local = StatNode(root_fd, path);
+    struct stat local_st;
+    absl::StatusOr<v1::NodeState> local = StatNode(root_fd, path, &local_st);
     if (!local.ok()) return false;  // vanished: its unlink event covers it
     auto it = remote.find(path);
-    bool same = it != remote.end() && SameMetadata(*local, it->second);
+    const bool acked = as_acknowledged(local_st);  // always: it drops a stale map
+    const bool same = acked && it != remote.end() && SameMetadata(*local, it->second);
     if (it != remote.end()) remote.erase(it);
     if (!same) {
       emit(RescanEvent(path, &st));

@@ -46,9 +46,23 @@ absl::StatusOr<std::unique_ptr<RepoConnection>> RepoConnection::Open(
   auto context = connection->NewContext();
   grpc::Status status = connection->stub_->Hello(context.get(), request, &reply);
   if (!status.ok()) return connection->FromGrpc(status, "hello");
+  connection->wire_bytes_ += request.ByteSizeLong() + reply.ByteSizeLong();
   connection->hasher_.emplace(reply.chunk_secret());
   connection->applied_seq_ = reply.applied_seq();
   return connection;
+}
+
+absl::StatusOr<uint64_t> RepoConnection::FetchAppliedSeq() {
+  v1::HelloRequest request;
+  request.set_repo(options_.repo);
+  request.set_journal_id(options_.journal_id);
+  v1::HelloReply reply;
+  auto context = NewContext();
+  grpc::Status status = stub_->Hello(context.get(), request, &reply);
+  if (!status.ok()) return FromGrpc(status, "hello");
+  wire_bytes_ += request.ByteSizeLong() + reply.ByteSizeLong();
+  applied_seq_ = reply.applied_seq();
+  return applied_seq_;
 }
 
 std::unique_ptr<grpc::ClientContext> RepoConnection::NewContext() const {
@@ -78,6 +92,7 @@ absl::StatusOr<std::vector<std::string>> RepoConnection::MissingChunks(
   v1::MissingChunksReply reply;
   auto context = NewContext();
   grpc::Status status = stub_->MissingChunks(context.get(), request, &reply);
+  wire_bytes_ += request.ByteSizeLong() + reply.ByteSizeLong();
   if (!status.ok()) return FromGrpc(status, "missing-chunks");
   return std::vector<std::string>(reply.ids().begin(), reply.ids().end());
 }
@@ -107,10 +122,12 @@ absl::StatusOr<uint64_t> RepoConnection::UploadChunks(const std::vector<UploadIt
       message.set_data(item.data);
     }
     wire_bytes += message.data().size();
+    wire_bytes_ += message.ByteSizeLong();
     if (!writer->Write(message)) break;  // the server ended the stream: Finish says why
   }
   writer->WritesDone();
   grpc::Status status = writer->Finish();
+  wire_bytes_ += reply.ByteSizeLong();
   if (!status.ok()) return FromGrpc(status, "upload");
   return wire_bytes;
 }
@@ -123,6 +140,7 @@ absl::StatusOr<uint64_t> RepoConnection::Apply(const std::vector<v1::Operation>&
   v1::ApplyReply reply;
   auto context = NewContext();
   grpc::Status status = stub_->Apply(context.get(), request, &reply);
+  wire_bytes_ += request.ByteSizeLong() + reply.ByteSizeLong();
   if (!status.ok()) return FromGrpc(status, "apply");
   return reply.applied_seq();
 }
@@ -137,7 +155,11 @@ absl::StatusOr<std::vector<v1::NodeState>> RepoConnection::List(
   auto reader = stub_->List(context.get(), request);
   std::vector<v1::NodeState> nodes;
   v1::NodeState node;
-  while (reader->Read(&node)) nodes.push_back(std::move(node));
+  wire_bytes_ += request.ByteSizeLong();
+  while (reader->Read(&node)) {
+    wire_bytes_ += node.ByteSizeLong();
+    nodes.push_back(std::move(node));
+  }
   grpc::Status status = reader->Finish();
   if (!status.ok()) return FromGrpc(status, "list");
   return nodes;

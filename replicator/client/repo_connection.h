@@ -2,6 +2,7 @@
 // Every gRPC status becomes an absl::Status with a one-line message here.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -33,7 +34,13 @@ class RepoConnection {
 
   const chunker::ChunkIdHasher& hasher() const { return *hasher_; }
   uint64_t applied_seq() const { return applied_seq_; }
+  // Says Hello again for the journal's applied seq: after a failed Apply the
+  // server may have committed it all the same (only its reply was lost).
+  absl::StatusOr<uint64_t> FetchAppliedSeq();
   const ConnectionOptions& options() const { return options_; }
+  // Serialized bytes of every message sent and received so far (gRPC
+  // payloads; HTTP/2 framing and call headers not counted).
+  uint64_t wire_bytes() const { return wire_bytes_.load(std::memory_order_relaxed); }
 
   absl::StatusOr<std::vector<std::string>> MissingChunks(const std::vector<std::string>& ids);
   struct UploadItem {
@@ -61,6 +68,7 @@ class RepoConnection {
   std::unique_ptr<v1::Backup::Stub> stub_;
   std::optional<chunker::ChunkIdHasher> hasher_;
   uint64_t applied_seq_ = 0;
+  std::atomic<uint64_t> wire_bytes_{0};
 };
 
 }  // namespace replifs::client

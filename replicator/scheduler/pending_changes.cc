@@ -1,13 +1,13 @@
 #include "replicator/scheduler/pending_changes.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <optional>
 #include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "replicator/scheduler/path_rewrite.h"
+#include "replicator/telemetry/log.h"
 
 namespace replifs::scheduler {
 namespace {
@@ -45,6 +45,21 @@ EventClass Classify(ChangeEvent::Op op) {
   }
 }
 
+// The root can be neither created, removed nor moved: a namespace event
+// naming it (an empty path) is malformed. Sent on, the server would refuse
+// its batch again and again and nothing behind it would ever go out.
+bool NamesTheRootImpossibly(const ChangeEvent& event) {
+  switch (event.op()) {
+    case ChangeEvent::RESCAN:
+      return false;  // a rescan of the root is fine
+    case ChangeEvent::RENAME:
+    case ChangeEvent::LINK:
+      return event.path().empty() || event.new_path().empty();
+    default:
+      return event.path().empty();
+  }
+}
+
 }  // namespace
 
 std::string PendingChanges::KeyFor(uint64_t inode, const std::string& path) {
@@ -59,6 +74,11 @@ void PendingChanges::Add(const ChangeEvent& event, absl::Time now) {
   // like any change to that inode. Without one (the path is gone) it stays
   // in namespace order and becomes a removal.
   if (event.op() == ChangeEvent::RESCAN && event.inode() != 0) event_class = EventClass::kData;
+  if (event_class == EventClass::kNamespace && NamesTheRootImpossibly(event)) {
+    telemetry::LogWarn("scheduler", "ignoring an event with an empty path",
+                       {{"seq", event.seq()}, {"op", static_cast<int>(event.op())}});
+    return;
+  }
   switch (event_class) {
     case EventClass::kData:
     case EventClass::kAttributes: {
@@ -74,8 +94,8 @@ void PendingChanges::Add(const ChangeEvent& event, absl::Time now) {
       break;
     case EventClass::kUnknown:
       // Nothing to send; it must not hold the watermark back forever.
-      std::fprintf(stderr, "replifs scheduler: ignoring event seq %llu with unknown op %d\n",
-                   static_cast<unsigned long long>(event.seq()), static_cast<int>(event.op()));
+      telemetry::LogWarn("scheduler", "ignoring an event with an unknown op",
+                         {{"seq", event.seq()}, {"op", static_cast<int>(event.op())}});
       break;
   }
 }
@@ -264,9 +284,8 @@ void PendingChanges::Complete(Batch batch, const std::vector<size_t>& stale_inde
     }
     if (file.unlinked) continue;  // its namespace command owns the seqs now
     if (++file.stale_round_trips > kMaxStaleRoundTrips) {
-      std::fprintf(
-          stderr, "replifs scheduler: giving up on %s (inode %llu) after %d stale round trips\n",
-          file.path.c_str(), static_cast<unsigned long long>(file.inode), kMaxStaleRoundTrips);
+      telemetry::LogError("scheduler", "giving up on a file after stale round trips",
+                          {{"path", file.path}, {"inode", file.inode}, {"round_trips", kMaxStaleRoundTrips}});
       for (const uint64_t seq : file.seqs) EraseOutstanding(seq);
       dropped_stale_++;
       continue;

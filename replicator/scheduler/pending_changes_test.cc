@@ -56,6 +56,19 @@ TEST_F(PendingChangesTest, NamespaceEventsTouchTheirParentDirectories) {
   EXPECT_EQ(pending_.acked_seq(), 3u);
 }
 
+TEST_F(PendingChangesTest, NamespaceEventsNamingTheRootAreDropped) {
+  // Seen from a capture layer that could not name a path: sent on, the
+  // server refused the whole batch forever ("remove ''").
+  pending_.Add(Event(1, ChangeEvent::UNLINK, ""), now_);
+  pending_.Add(Rename(2, "", "x"), now_);
+  pending_.Add(Event(3, ChangeEvent::CREATE, "kept", 7), now_);
+  Batch batch = pending_.TakeBatch(now_, policy_, UINT64_MAX);
+  ASSERT_EQ(batch.namespace_count, 1u);
+  EXPECT_EQ(batch.commands[0].path(), "kept");
+  pending_.Complete(std::move(batch), {}, now_, policy_);
+  EXPECT_EQ(pending_.acked_seq(), 3u) << "dropped events must not hold the watermark back";
+}
+
 TEST_F(PendingChangesTest, RmdirDropsTheTouchOfTheRemovedDirectory) {
   pending_.Add(Event(1, ChangeEvent::CREATE, "d/f", 5), now_);
   pending_.Add(Event(2, ChangeEvent::UNLINK, "d/f", 5), now_);

@@ -78,10 +78,23 @@ absl::StatusOr<std::unique_ptr<BackupServer>> BackupServer::Start(const ServerOp
                            ListenCredentials(options, listen));
   std::unique_ptr<BackupServer> server(new BackupServer());
   REPLIFS_ASSIGN_OR_RETURN(server->store_, StoreDirectory::Open(options.store_dir));
-  REPLIFS_ASSIGN_OR_RETURN(server->catalog_, SqliteCatalog::Open(server->store_->catalog_path()));
-  REPLIFS_ASSIGN_OR_RETURN(server->chunks_, FileChunkStore::Open(server->store_->repos_path()));
+  REPLIFS_ASSIGN_OR_RETURN(server->chunks_, PackChunkStore::Open(server->store_->repos_path()));
+  REPLIFS_ASSIGN_OR_RETURN(server->catalog_, SqliteCatalog::Open(server->store_->catalog_path(),
+                                                                 server->chunks_.get()));
+  // A deleted index is rebuilt from the packs (we hold the store's LOCK).
+  if (server->chunks_->needs_rebuild()) {
+    REPLIFS_RETURN_IF_ERROR(server->chunks_->RebuildIndex(nullptr).status());
+  }
+  server->metrics_ = std::make_unique<ServerMetrics>(&server->metrics_registry_);
+  BackupServiceOptions service_options = options.service;
+  service_options.metrics = server->metrics_.get();
   server->service_ = std::make_unique<BackupService>(server->catalog_.get(), server->chunks_.get(),
-                                                     options.service);
+                                                     service_options);
+  if (!options.metrics_address.empty()) {
+    REPLIFS_ASSIGN_OR_RETURN(server->metrics_http_, telemetry::MetricsHttpServer::Start(
+                                                        options.metrics_address,
+                                                        &server->metrics_registry_));
+  }
 
   grpc::ServerBuilder builder;
   int selected_port = 0;

@@ -10,9 +10,11 @@
 
 #include "absl/status/statusor.h"
 #include "replicator/server/backup_service.h"
-#include "replicator/server/file_chunk_store.h"
+#include "replicator/server/pack_chunk_store.h"
+#include "replicator/server/server_metrics.h"
 #include "replicator/server/sqlite_catalog.h"
 #include "replicator/server/store_directory.h"
+#include "replicator/telemetry/metrics_http_server.h"
 
 namespace replifs::server {
 
@@ -28,6 +30,8 @@ struct ServerOptions {
   std::string tls_cert_file;
   std::string tls_key_file;
   bool insecure = false;
+  // HOST:PORT for a Prometheus GET /metrics endpoint; empty: none.
+  std::string metrics_address;
   BackupServiceOptions service;
 };
 
@@ -43,6 +47,8 @@ class BackupServer {
   // The address actually bound, e.g. "127.0.0.1:41023".
   const std::string& address() const { return address_; }
   int port() const { return port_; }
+  // The metrics endpoint actually bound ("" without one).
+  std::string metrics_address() const { return metrics_http_ ? metrics_http_->address() : ""; }
 
   // Stops accepting calls and waits (bounded) for running ones. Idempotent.
   void Shutdown();
@@ -54,9 +60,12 @@ class BackupServer {
 
   std::unique_ptr<StoreDirectory> store_;
   std::unique_ptr<SqliteCatalog> catalog_;
-  std::unique_ptr<FileChunkStore> chunks_;
+  std::unique_ptr<PackChunkStore> chunks_;
   std::unique_ptr<BackupService> service_;
   std::unique_ptr<grpc::Server> server_;
+  telemetry::MetricsRegistry metrics_registry_;
+  std::unique_ptr<ServerMetrics> metrics_;  // registered in metrics_registry_
+  std::unique_ptr<telemetry::MetricsHttpServer> metrics_http_;
   std::string address_;
   int port_ = 0;
 };

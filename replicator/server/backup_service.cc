@@ -4,8 +4,10 @@
 #include <string.h>
 #include <zstd.h>
 
+#include <functional>
 #include <optional>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -13,12 +15,17 @@
 #include "replicator/server/absl_string_view.h"
 #include "replicator/server/repo_token.h"
 #include "replicator/server/request_validation.h"
+#include "replicator/server/server_metrics.h"
 #include "replicator/server/fault_injection.h"
 #include "replicator/server/status_macros.h"
 #include "replicator/server/status_mapping.h"
 
 namespace replifs::server {
 namespace {
+
+// An upload batch is stored (and synced) at this many chunks or bytes.
+constexpr size_t kUploadBatchChunks = 128;
+constexpr size_t kUploadBatchBytes = 16 << 20;
 
 // The uncompressed bytes of an upload, at most `max_length` long.
 absl::StatusOr<std::string> UploadedBytes(const v1::ChunkUpload& upload, uint32_t max_length) {
@@ -60,41 +67,52 @@ grpc::Status BackupService::Authorized(grpc::ServerContext* context, const Reque
 
 grpc::Status BackupService::Hello(grpc::ServerContext* context, const v1::HelloRequest* request,
                                   v1::HelloReply* reply) {
-  return Authorized(context, *request,
-                    [&](const Repo& repo) { return DoHello(repo, *request, reply); });
+  return Counted("Hello",
+                 Authorized(context, *request,
+                            [&](const Repo& repo) { return DoHello(repo, *request, reply); }));
 }
 grpc::Status BackupService::MissingChunks(grpc::ServerContext* context,
                                           const v1::MissingChunksRequest* request,
                                           v1::MissingChunksReply* reply) {
-  return Authorized(context, *request,
-                    [&](const Repo& repo) { return DoMissingChunks(repo, *request, reply); });
+  return Counted("MissingChunks",
+                 Authorized(context, *request,
+                            [&](const Repo& repo) { return DoMissingChunks(repo, *request, reply); }));
 }
 grpc::Status BackupService::UploadChunks(grpc::ServerContext* context,
                                          grpc::ServerReader<v1::ChunkUpload>* reader,
                                          v1::UploadReply* reply) {
-  return ToGrpcStatus(DoUploadChunks(*context, reader, reply));
+  return Counted("UploadChunks", ToGrpcStatus(DoUploadChunks(*context, reader, reply)));
 }
 grpc::Status BackupService::Apply(grpc::ServerContext* context, const v1::ApplyRequest* request,
                                   v1::ApplyReply* reply) {
-  return Authorized(context, *request,
-                    [&](const Repo& repo) { return DoApply(repo, *request, reply); });
+  return Counted("Apply",
+                 Authorized(context, *request,
+                            [&](const Repo& repo) { return DoApply(repo, *request, reply); }));
 }
 grpc::Status BackupService::List(grpc::ServerContext* context, const v1::ListRequest* request,
                                  grpc::ServerWriter<v1::NodeState>* writer) {
-  return Authorized(context, *request,
-                    [&](const Repo& repo) { return DoList(repo, *request, writer); });
+  return Counted("List",
+                 Authorized(context, *request,
+                            [&](const Repo& repo) { return DoList(repo, *request, writer); }));
 }
 grpc::Status BackupService::ReadChunks(grpc::ServerContext* context,
                                        const v1::ReadChunksRequest* request,
                                        grpc::ServerWriter<v1::ChunkData>* writer) {
-  return Authorized(context, *request,
-                    [&](const Repo& repo) { return DoReadChunks(repo, *request, writer); });
+  return Counted("ReadChunks",
+                 Authorized(context, *request,
+                            [&](const Repo& repo) { return DoReadChunks(repo, *request, writer); }));
 }
 grpc::Status BackupService::ListVersions(grpc::ServerContext* context,
                                          const v1::ListVersionsRequest* request,
                                          grpc::ServerWriter<v1::NodeState>* writer) {
-  return Authorized(context, *request,
-                    [&](const Repo& repo) { return DoListVersions(repo, *request, writer); });
+  return Counted("ListVersions",
+                 Authorized(context, *request,
+                            [&](const Repo& repo) { return DoListVersions(repo, *request, writer); }));
+}
+
+grpc::Status BackupService::Counted(const char* method, grpc::Status status) {
+  if (options_.metrics != nullptr) options_.metrics->CountRequest(method, status);
+  return status;
 }
 
 absl::StatusOr<Repo> BackupService::Authorize(const grpc::ServerContext& context,
@@ -147,6 +165,65 @@ absl::Status BackupService::DoUploadChunks(const grpc::ServerContext& context,
                                            grpc::ServerReader<v1::ChunkUpload>* reader,
                                            v1::UploadReply* reply) {
   std::optional<Repo> repo;
+  // Chunks are stored in batches: one sync of the pack and one transaction
+  // of each database per batch instead of per chunk (group commit).
+  std::vector<ChunkStore::PendingChunk> pending;
+  size_t pending_bytes = 0;
+  auto flush = [&]() -> absl::Status {
+    if (pending.empty()) return absl::OkStatus();
+    // No garbage collection between storing and the recorded rows.
+    REPLIFS_ASSIGN_OR_RETURN(const std::unique_ptr<ChunkStoreGuard> guard, chunks_->GuardWrite());
+    std::vector<ChunkStore::PendingChunk> fresh;
+    std::vector<ChunkRecord> records, known_records;
+    absl::flat_hash_set<std::string> seen;
+    for (ChunkStore::PendingChunk& chunk : pending) {
+      if (!seen.insert(chunk.id).second) continue;
+      const uint32_t length = static_cast<uint32_t>(chunk.data.size());
+      const absl::StatusOr<uint32_t> known = catalog_->ChunkLength(repo->id, chunk.id);
+      if (known.ok()) {
+        known_records.push_back({chunk.id, length});
+        continue;
+      }
+      if (!absl::IsNotFound(known.status())) return known.status();
+      records.push_back({chunk.id, length});
+      fresh.push_back(std::move(chunk));
+    }
+    pending.clear();
+    pending_bytes = 0;
+    // Recorded already: refresh their age so a collector spares them a while.
+    if (!known_records.empty()) catalog_->RecordChunks(repo->id, known_records).IgnoreError();
+    // Durable data first, then the catalog rows that name it (FORMAT.md).
+    REPLIFS_RETURN_IF_ERROR(chunks_->PutMany(repo->id, fresh));
+    REPLIFS_RETURN_IF_ERROR(catalog_->RecordChunks(repo->id, records));
+    for (const ChunkRecord& record : records) {
+      if (options_.metrics != nullptr) {
+        options_.metrics->chunks_stored->Add();
+        options_.metrics->chunk_bytes_stored->Add(record.length);
+      }
+      reply->set_stored(reply->stored() + 1);
+      reply->set_bytes_stored(reply->bytes_stored() + record.length);
+    }
+    return absl::OkStatus();
+  };
+  absl::Status status = ReadUploads(context, reader, [&](const Repo& authorized,
+                                                        std::string id, std::string data) {
+    if (!repo.has_value()) repo = authorized;
+    pending.push_back({std::move(id), std::move(data)});
+    pending_bytes += pending.back().data.size();
+    if (pending.size() < kUploadBatchChunks && pending_bytes < kUploadBatchBytes) {
+      return absl::OkStatus();
+    }
+    return flush();
+  });
+  // What arrived intact before a bad upload is still stored.
+  const absl::Status flushed = flush();
+  return status.ok() ? flushed : status;
+}
+
+absl::Status BackupService::ReadUploads(
+    const grpc::ServerContext& context, grpc::ServerReader<v1::ChunkUpload>* reader,
+    const std::function<absl::Status(const Repo&, std::string id, std::string data)>& on_chunk) {
+  std::optional<Repo> repo;
   std::optional<chunker::ChunkIdHasher> hasher;
   v1::ChunkUpload upload;
   while (reader->Read(&upload)) {
@@ -157,26 +234,14 @@ absl::Status BackupService::DoUploadChunks(const grpc::ServerContext& context,
       return absl::InvalidArgumentError("an upload stream must stay in one repository");
     }
     REPLIFS_RETURN_IF_ERROR(ValidateChunkId(upload.id()));
-    REPLIFS_ASSIGN_OR_RETURN(const std::string data,
-                             UploadedBytes(upload, options_.max_chunk_size));
+    if (options_.metrics != nullptr) options_.metrics->bytes_received->Add(upload.data().size());
+    REPLIFS_ASSIGN_OR_RETURN(std::string data, UploadedBytes(upload, options_.max_chunk_size));
     if (hasher->Hash(data).ToBytes() != upload.id()) {
       return absl::InvalidArgumentError(absl::StrCat("chunk ", absl::BytesToHexString(upload.id()),
                                                      " does not match its content"));
     }
-    // No garbage collection between here and the recorded row.
-    REPLIFS_ASSIGN_OR_RETURN(const std::unique_ptr<ChunkStoreGuard> guard, chunks_->GuardWrite());
-    const absl::StatusOr<uint32_t> known = catalog_->ChunkLength(repo->id, upload.id());
-    if (known.ok()) {
-      // Recorded already: refresh its age so a collector spares it a while.
-      catalog_->RecordChunk(repo->id, upload.id(), upload.length()).IgnoreError();
-      continue;
-    }
-    if (!absl::IsNotFound(known.status())) return known.status();
-    // Durable data first, then the catalog row that names it (FORMAT.md).
-    REPLIFS_RETURN_IF_ERROR(chunks_->Put(repo->id, upload.id(), data));
-    REPLIFS_RETURN_IF_ERROR(catalog_->RecordChunk(repo->id, upload.id(), upload.length()));
-    reply->set_stored(reply->stored() + 1);
-    reply->set_bytes_stored(reply->bytes_stored() + upload.length());
+    if (options_.metrics != nullptr) options_.metrics->chunks_received->Add();
+    REPLIFS_RETURN_IF_ERROR(on_chunk(*repo, upload.id(), std::move(data)));
   }
   return absl::OkStatus();
 }
@@ -185,10 +250,22 @@ absl::Status BackupService::DoApply(const Repo& repo, const v1::ApplyRequest& re
                                     v1::ApplyReply* reply) {
   REPLIFS_RETURN_IF_ERROR(ValidateJournalId(request.journal_id()));
   REPLIFS_RETURN_IF_ERROR(ValidateOperations(request.operations()));
-  // Apply returns only after the transaction is durable (FORMAT.md).
+  // Apply returns only after the transaction is durable (FORMAT.md). It may
+  // store chunk-list pages: no garbage collection until it committed.
+  REPLIFS_ASSIGN_OR_RETURN(std::unique_ptr<ChunkStoreGuard> guard, chunks_->GuardWrite());
   REPLIFS_ASSIGN_OR_RETURN(const uint64_t applied,
                            catalog_->Apply(repo.id, request.journal_id(), request.operations(),
                                            absl::GetCurrentTimeNanos()));
+  guard.reset();
+  if (options_.metrics != nullptr) {
+    options_.metrics->commits->Add();
+    options_.metrics->operations_committed->Add(request.operations_size());
+    for (const v1::Operation& op : request.operations()) {
+      if (op.has_put() && op.put().type() == v1::NodeState::REGULAR) {
+        options_.metrics->file_bytes_committed->Add(op.put().size());
+      }
+    }
+  }
   REPLIFS_RETURN_IF_ERROR(fault::Check("after-commit-before-ack"));
   reply->set_applied_seq(applied);
   return absl::OkStatus();

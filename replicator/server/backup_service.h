@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "absl/status/status.h"
 #include "replicator/server/catalog.h"
@@ -14,8 +15,11 @@ namespace replifs::server {
 // gRPC metadata key of the repository token ("Bearer TOKEN").
 inline constexpr char kAuthorizationKey[] = "authorization";
 
+struct ServerMetrics;
+
 struct BackupServiceOptions {
   uint32_t max_chunk_size = 4 << 20;  // announced in Hello, enforced on upload
+  ServerMetrics* metrics = nullptr;   // counts calls and bytes when set; must outlive the service
 };
 
 class BackupService final : public v1::Backup::Service {
@@ -47,11 +51,18 @@ class BackupService final : public v1::Backup::Service {
   template <typename Request, typename Handler>
   grpc::Status Authorized(grpc::ServerContext* context, const Request& request, Handler handler);
 
+  // Counts and logs a finished call (options_.metrics), then returns it.
+  grpc::Status Counted(const char* method, grpc::Status status);
+
   absl::Status DoHello(const Repo& repo, const v1::HelloRequest& request, v1::HelloReply* reply);
   absl::Status DoMissingChunks(const Repo& repo, const v1::MissingChunksRequest& request,
                                v1::MissingChunksReply* reply);
   absl::Status DoUploadChunks(const grpc::ServerContext& context,
                               grpc::ServerReader<v1::ChunkUpload>* reader, v1::UploadReply* reply);
+  // Authorizes, decompresses and verifies each upload, then hands it on.
+  absl::Status ReadUploads(
+      const grpc::ServerContext& context, grpc::ServerReader<v1::ChunkUpload>* reader,
+      const std::function<absl::Status(const Repo&, std::string id, std::string data)>& on_chunk);
   absl::Status DoApply(const Repo& repo, const v1::ApplyRequest& request, v1::ApplyReply* reply);
   absl::Status DoList(const Repo& repo, const v1::ListRequest& request,
                       grpc::ServerWriter<v1::NodeState>* writer);

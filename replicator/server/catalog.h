@@ -23,6 +23,11 @@ struct Repo {
   std::string token_hash;  // SHA-256 of the repository's token; empty: no token yet
 };
 
+struct ChunkRecord {
+  std::string id;
+  uint32_t length = 0;
+};
+
 class Catalog {
  public:
   virtual ~Catalog() = default;
@@ -45,6 +50,15 @@ class Catalog {
 
   // Records a chunk whose data is already durable in the ChunkStore.
   virtual absl::Status RecordChunk(int64_t repo_id, std::string_view id, uint32_t length) = 0;
+  // RecordChunk for each, at once where the backend can (one transaction).
+  virtual absl::Status RecordChunks(int64_t repo_id, const std::vector<ChunkRecord>& chunks) {
+    for (const ChunkRecord& chunk : chunks) {
+      if (absl::Status status = RecordChunk(repo_id, chunk.id, chunk.length); !status.ok()) {
+        return status;
+      }
+    }
+    return absl::OkStatus();
+  }
   // Uncompressed length of a recorded chunk; NOT_FOUND if not recorded.
   virtual absl::StatusOr<uint32_t> ChunkLength(int64_t repo_id, std::string_view id) = 0;
   // The subset of `ids` not recorded for the repository, in request order.

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -36,6 +37,18 @@ class ChunkStore {
   // Stores `data` (uncompressed) under the 16-byte `id`. Durable on OK
   // return; storing an id again is harmless.
   virtual absl::Status Put(int64_t repo_id, std::string_view id, std::string_view data) = 0;
+  // Stores several chunks, all durable on OK return. A pack store syncs once
+  // for the batch (group commit); the default stores them one by one.
+  struct PendingChunk {
+    std::string id;
+    std::string data;
+  };
+  virtual absl::Status PutMany(int64_t repo_id, const std::vector<PendingChunk>& chunks) {
+    for (const PendingChunk& chunk : chunks) {
+      if (absl::Status status = Put(repo_id, chunk.id, chunk.data); !status.ok()) return status;
+    }
+    return absl::OkStatus();
+  }
   // The uncompressed bytes; NOT_FOUND if absent, DATA_LOSS if damaged.
   virtual absl::StatusOr<std::string> Get(int64_t repo_id, std::string_view id) = 0;
 };

@@ -1,4 +1,5 @@
 // replifs-server [--listen HOST:PORT] [--store DIR] [--tls-cert F --tls-key F] [--insecure]
+//                [--metrics HOST:PORT]
 // replifs-server repo create|reset-token|list ...
 #include <limits.h>
 #include <signal.h>
@@ -7,6 +8,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <string>
@@ -18,6 +20,7 @@
 #include "replicator/server/backup_server.h"
 #include "replicator/server/repo_admin.h"
 #include "replicator/server/store_maintenance.h"
+#include "replicator/telemetry/log.h"
 
 namespace {
 
@@ -26,15 +29,18 @@ constexpr char kStoreRegistry[] = "/run/replifs-server";
 
 constexpr char kUsage[] =
     "usage: replifs-server [--listen HOST:PORT] [--store DIR] [--tls-cert F --tls-key F]\n"
-    "                      [--insecure]\n"
+    "                      [--insecure] [--metrics HOST:PORT]\n"
     "       replifs-server repo create|reset-token NAME | repo list [--store DIR]\n"
     "       replifs-server scrub [--store DIR]   (re-hash every stored chunk)\n"
     "       replifs-server prune --repo NAME --keep-... [--apply]   (see prune --help)\n"
+    "       replifs-server rebuild-index [--store DIR]   (re-read the packs; server stopped)\n"
     "  --listen    address to serve on (default 127.0.0.1:7433; port 0 picks a free one)\n"
     "  --store     store directory (default /var/lib/replifs-server)\n"
     "  --tls-cert  PEM certificate (chain) to serve TLS with; needs --tls-key\n"
     "  --tls-key   PEM private key of --tls-cert\n"
-    "  --insecure  allow a non-loopback --listen without TLS (tokens travel in clear)\n";
+    "  --insecure  allow a non-loopback --listen without TLS (tokens travel in clear)\n"
+    "  --metrics   serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks one)\n"
+    "Logs: one line per event on stderr, logfmt (time= level= component= msg= ...).\n";
 
 [[noreturn]] void Fail(std::string_view message) {
   std::cerr << "replifs-server: " << message << "\n";
@@ -70,6 +76,8 @@ replifs::server::ServerOptions ParseFlags(int argc, char** argv) {
       target = &options.tls_cert_file;
     } else if (name == "--tls-key") {
       target = &options.tls_key_file;
+    } else if (name == "--metrics") {
+      target = &options.metrics_address;
     } else {
       Fail(std::string("unknown argument ") + std::string(arg) + " (try --help)");
     }
@@ -103,6 +111,7 @@ int main(int argc, char** argv) {
     if (command == "repo") return replifs::server::RepoAdminCommand(rest);
     if (command == "scrub") return replifs::server::ScrubCommand(rest);
     if (command == "prune") return replifs::server::PruneCommand(rest);
+    if (command == "rebuild-index") return replifs::server::RebuildIndexCommand(rest);
   }
   const replifs::server::ServerOptions options = ParseFlags(argc, argv);
 
@@ -119,17 +128,31 @@ int main(int argc, char** argv) {
   signal(SIGINT, SIG_DFL);
 
   auto server = replifs::server::BackupServer::Start(options);
-  if (!server.ok()) Fail(std::string(server.status().message()));
+  if (!server.ok()) {
+    replifs::telemetry::LogError("server", "cannot start", {{"error", std::string(server.status().message())}});
+    return kUsageExit;
+  }
+  // Tests and scripts wait for this stdout line; the log says it for people.
   std::cout << "replifs-server listening on " << (*server)->address() << std::endl;
+  replifs::telemetry::LogInfo("server", "listening",
+                              {{"address", (*server)->address()},
+                               {"store", options.store_dir},
+                               {"tls", options.tls_cert_file.empty() ? "off" : "on"}});
+  if (!(*server)->metrics_address().empty()) {
+    replifs::telemetry::LogInfo("server", "metrics endpoint",
+                                {{"url", "http://" + (*server)->metrics_address() + "/metrics"}});
+  }
   const std::string registration = RegisterStore(options.store_dir);
 
   std::thread signal_waiter([&shutdown_signals, &server] {
     int signal = 0;
     sigwait(&shutdown_signals, &signal);
+    replifs::telemetry::LogInfo("server", "shutting down", {{"signal", strsignal(signal)}});
     (*server)->Shutdown();
   });
   (*server)->Wait();
   signal_waiter.join();
   if (!registration.empty()) unlink(registration.c_str());
+  replifs::telemetry::LogInfo("server", "stopped");
   return 0;
 }

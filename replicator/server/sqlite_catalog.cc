@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "replicator/server/absl_string_view.h"
+#include "replicator/server/chunk_tree.h"
 #include "replicator/server/fault_injection.h"
 #include "replicator/server/status_macros.h"
 #include "replicator/server/version_codec.h"
@@ -17,7 +18,7 @@
 namespace replifs::server {
 namespace {
 
-constexpr int64_t kSchemaVersion = 2;
+constexpr int64_t kSchemaVersion = 3;
 
 // Version 1 -> 2: repositories get a token (only its SHA-256 is kept).
 // Chunks get the time they were last stored or found present, so garbage
@@ -25,6 +26,9 @@ constexpr int64_t kSchemaVersion = 2;
 constexpr const char* kSchemaV2 =
     "ALTER TABLE repos ADD COLUMN token_hash BLOB NOT NULL DEFAULT x'';"
     "ALTER TABLE chunks ADD COLUMN touched_ns INTEGER NOT NULL DEFAULT 0;";
+// Version 2 -> 3: long chunk lists live in a tree of pages (chunk_tree.h);
+// the row keeps the root page id and an empty `chunks`.
+constexpr const char* kSchemaV3 = "ALTER TABLE versions ADD COLUMN chunk_tree BLOB NOT NULL DEFAULT x'';";
 constexpr uint32_t kRenameExchange = 2;  // RENAME_EXCHANGE from <linux/fs.h>
 constexpr int64_t kEndOfTime = std::numeric_limits<int64_t>::max();
 
@@ -66,10 +70,10 @@ CREATE INDEX versions_by_path ON versions(repo_id, path, time_ns);
 CREATE INDEX versions_by_link_group ON versions(repo_id, link_group) WHERE link_group != 0;
 )sql";
 
-// Columns read back into a NodeState, in RowToState order.
+// Columns read back into a NodeState, in RowToState order (0..14).
 constexpr const char* kStateColumns =
     "v.path, v.time_ns, v.seq, v.type, v.mode, v.uid, v.gid, v.size, v.mtime_ns, v.rdev, "
-    "v.symlink_target, v.xattrs, v.chunks, v.link_group";
+    "v.symlink_target, v.xattrs, v.chunks, v.link_group, v.chunk_tree";
 
 // True for the row that is the state of its path as of ?2 (FORMAT.md).
 constexpr const char* kIsStateAsOfTime =
@@ -79,7 +83,8 @@ constexpr const char* kIsStateAsOfTime =
 int64_t AsStored(uint64_t value) { return static_cast<int64_t>(value); }
 uint64_t AsUnsigned(int64_t value) { return static_cast<uint64_t>(value); }
 
-absl::StatusOr<v1::NodeState> RowToState(const SqliteStatement& row) {
+absl::StatusOr<v1::NodeState> RowToState(const SqliteStatement& row, PageStore* pages,
+                                         int64_t repo_id) {
   v1::NodeState state;
   state.set_path(row.ColumnBlob(0));
   state.set_time_ns(row.ColumnInt(1));
@@ -98,6 +103,10 @@ absl::StatusOr<v1::NodeState> RowToState(const SqliteStatement& row) {
   state.set_symlink_target(row.ColumnBlob(10));
   REPLIFS_RETURN_IF_ERROR(DecodeXattrs(row.ColumnBlob(11), &state));
   REPLIFS_RETURN_IF_ERROR(DecodeChunkList(row.ColumnBlob(12), &state));
+  if (const std::string root = row.ColumnBlob(14); !root.empty()) {
+    if (pages == nullptr) return absl::FailedPreconditionError("catalog: no page store");
+    REPLIFS_RETURN_IF_ERROR(ReadChunkTree(*pages, repo_id, root, &state));
+  }
   state.set_link_group(AsUnsigned(row.ColumnInt(13)));
   return state;
 }
@@ -134,9 +143,10 @@ std::string MapPath(std::string_view path, std::string_view from, std::string_vi
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<SqliteCatalog>> SqliteCatalog::Open(const std::string& path) {
+absl::StatusOr<std::unique_ptr<SqliteCatalog>> SqliteCatalog::Open(const std::string& path,
+                                                                   PageStore* pages) {
   REPLIFS_ASSIGN_OR_RETURN(SqliteDb db, SqliteDb::Open(path));
-  std::unique_ptr<SqliteCatalog> catalog(new SqliteCatalog(std::move(db)));
+  std::unique_ptr<SqliteCatalog> catalog(new SqliteCatalog(std::move(db), pages));
   absl::MutexLock lock(&catalog->mu_);
   REPLIFS_RETURN_IF_ERROR(catalog->Initialize());
   return catalog;
@@ -159,8 +169,9 @@ absl::Status SqliteCatalog::Initialize() {
   REPLIFS_ASSIGN_OR_RETURN(bool has_row, version.Step());
   const int64_t user_version = has_row ? version.ColumnInt(0) : 0;
   if (user_version == kSchemaVersion) return txn.Commit();
-  if (user_version == 1) {
-    REPLIFS_RETURN_IF_ERROR(db_.Exec(kSchemaV2));
+  if (user_version == 1 || user_version == 2) {
+    if (user_version == 1) REPLIFS_RETURN_IF_ERROR(db_.Exec(kSchemaV2));
+    REPLIFS_RETURN_IF_ERROR(db_.Exec(kSchemaV3));
     REPLIFS_RETURN_IF_ERROR(
         db_.Exec(absl::StrCat("PRAGMA user_version = ", kSchemaVersion).c_str()));
     return txn.Commit();
@@ -173,6 +184,7 @@ absl::Status SqliteCatalog::Initialize() {
   }
   REPLIFS_RETURN_IF_ERROR(db_.Exec(kSchema));
   REPLIFS_RETURN_IF_ERROR(db_.Exec(kSchemaV2));
+  REPLIFS_RETURN_IF_ERROR(db_.Exec(kSchemaV3));
   REPLIFS_RETURN_IF_ERROR(db_.Exec(absl::StrCat("PRAGMA user_version = ", kSchemaVersion).c_str()));
   return txn.Commit();
 }
@@ -260,8 +272,8 @@ absl::StatusOr<std::vector<v1::NodeState>> SqliteCatalog::ListVersions(int64_t r
   while (true) {
     REPLIFS_ASSIGN_OR_RETURN(bool has_row, stmt.Step());
     if (!has_row) break;
-    REPLIFS_ASSIGN_OR_RETURN(v1::NodeState state, RowToState(stmt));
-    state.set_deleted(stmt.ColumnInt(14) != 0);
+    REPLIFS_ASSIGN_OR_RETURN(v1::NodeState state, RowToState(stmt, pages_, repo_id));
+    state.set_deleted(stmt.ColumnInt(15) != 0);
     versions.push_back(std::move(state));
   }
   return versions;
@@ -391,7 +403,7 @@ absl::StatusOr<std::vector<v1::NodeState>> SqliteCatalog::LiveSubtree(int64_t re
   while (true) {
     REPLIFS_ASSIGN_OR_RETURN(bool has_row, stmt.Step());
     if (!has_row) break;
-    REPLIFS_ASSIGN_OR_RETURN(v1::NodeState state, RowToState(stmt));
+    REPLIFS_ASSIGN_OR_RETURN(v1::NodeState state, RowToState(stmt, pages_, repo_id));
     states.push_back(std::move(state));
   }
   return states;
@@ -412,7 +424,7 @@ absl::StatusOr<std::vector<v1::NodeState>> SqliteCatalog::LiveLinkGroup(
   while (true) {
     REPLIFS_ASSIGN_OR_RETURN(bool has_row, stmt.Step());
     if (!has_row) break;
-    REPLIFS_ASSIGN_OR_RETURN(v1::NodeState state, RowToState(stmt));
+    REPLIFS_ASSIGN_OR_RETURN(v1::NodeState state, RowToState(stmt, pages_, repo_id));
     states.push_back(std::move(state));
   }
   return states;
@@ -433,8 +445,9 @@ absl::Status SqliteCatalog::InsertVersion(int64_t repo_id, const v1::NodeState& 
   REPLIFS_ASSIGN_OR_RETURN(
       SqliteStatement insert,
       db_.Prepare("INSERT INTO versions(repo_id, path, time_ns, seq, deleted, type, mode, uid, "
-                  "gid, size, mtime_ns, rdev, symlink_target, xattrs, chunks, link_group) VALUES "
-                  "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"));
+                  "gid, size, mtime_ns, rdev, symlink_target, xattrs, chunks, link_group, "
+                  "chunk_tree) VALUES "
+                  "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"));
   insert.BindInt(1, repo_id);
   insert.BindBlob(2, state.path());
   insert.BindInt(3, time_ns);
@@ -449,7 +462,16 @@ absl::Status SqliteCatalog::InsertVersion(int64_t repo_id, const v1::NodeState& 
   insert.BindInt(12, AsStored(state.rdev()));
   insert.BindBlob(13, state.symlink_target());
   insert.BindBlob(14, EncodeXattrs(state));
-  insert.BindBlob(15, EncodeChunkList(state));
+  // Long lists go to pages (written durably before this row commits).
+  if (pages_ != nullptr && !deleted && state.chunks_size() > kMaxInlineChunks) {
+    REPLIFS_ASSIGN_OR_RETURN(const std::string root,
+                             WriteChunkTree(*pages_, repo_id, state, &pages_written_));
+    insert.BindBlob(15, "");
+    insert.BindBlob(17, root);
+  } else {
+    insert.BindBlob(15, EncodeChunkList(state));
+    insert.BindBlob(17, "");
+  }
   insert.BindInt(16, AsStored(state.link_group()));
   return insert.Run();
 }
@@ -697,14 +719,23 @@ absl::StatusOr<std::vector<std::string>> SqliteCatalog::DeleteUnreferencedChunks
   {
     REPLIFS_ASSIGN_OR_RETURN(
         SqliteStatement rows,
-        db_.Prepare("SELECT chunks FROM versions WHERE repo_id = ?1 AND length(chunks) > 0"));
+        db_.Prepare("SELECT chunks, chunk_tree FROM versions WHERE repo_id = ?1 AND "
+                    "(length(chunks) > 0 OR length(chunk_tree) > 0)"));
     rows.BindInt(1, repo_id);
+    absl::flat_hash_set<std::string> seen_pages;
     while (true) {
       REPLIFS_ASSIGN_OR_RETURN(bool has_row, rows.Step());
       if (!has_row) break;
       v1::NodeState state;
       REPLIFS_RETURN_IF_ERROR(DecodeChunkList(rows.ColumnBlob(0), &state));
       for (const v1::ChunkRef& chunk : state.chunks()) referenced.insert(chunk.id());
+      // A page that cannot be read fails the collection: without it we
+      // cannot know which chunks are still named.
+      if (const std::string root = rows.ColumnBlob(1); !root.empty()) {
+        if (pages_ == nullptr) return absl::FailedPreconditionError("catalog: no page store");
+        REPLIFS_RETURN_IF_ERROR(WalkChunkTree(*pages_, repo_id, root, &seen_pages,
+                                              [&](const std::string& id) { referenced.insert(id); }));
+      }
     }
   }
   std::vector<std::string> garbage;
@@ -733,6 +764,47 @@ absl::StatusOr<std::vector<std::string>> SqliteCatalog::DeleteUnreferencedChunks
   REPLIFS_RETURN_IF_ERROR(txn.Commit());
   for (const std::string& id : garbage) REPLIFS_RETURN_IF_ERROR(after_commit(id));
   return garbage;
+}
+
+}  // namespace replifs::server
+
+namespace replifs::server {
+
+absl::StatusOr<absl::flat_hash_set<std::string>> SqliteCatalog::ReachablePages(int64_t repo_id) {
+  absl::MutexLock lock(&mu_);
+  absl::flat_hash_set<std::string> seen;
+  if (pages_ == nullptr) return seen;
+  REPLIFS_ASSIGN_OR_RETURN(
+      SqliteStatement rows,
+      db_.Prepare("SELECT chunk_tree FROM versions WHERE repo_id = ?1 AND length(chunk_tree) > 0"));
+  rows.BindInt(1, repo_id);
+  while (true) {
+    REPLIFS_ASSIGN_OR_RETURN(bool has_row, rows.Step());
+    if (!has_row) break;
+    REPLIFS_RETURN_IF_ERROR(
+        WalkChunkTree(*pages_, repo_id, rows.ColumnBlob(0), &seen, [](const std::string&) {}));
+  }
+  return seen;
+}
+
+absl::Status SqliteCatalog::RecordChunks(int64_t repo_id, const std::vector<ChunkRecord>& chunks) {
+  absl::MutexLock lock(&mu_);
+  Transaction txn(&db_);
+  REPLIFS_RETURN_IF_ERROR(txn.Begin());
+  REPLIFS_ASSIGN_OR_RETURN(
+      SqliteStatement stmt,
+      db_.Prepare("INSERT INTO chunks(repo_id, id, length, touched_ns) VALUES (?1, ?2, ?3, ?4) "
+                  "ON CONFLICT(repo_id, id) DO UPDATE SET touched_ns = excluded.touched_ns"));
+  const int64_t now = absl::GetCurrentTimeNanos();
+  for (const ChunkRecord& chunk : chunks) {
+    stmt.Reset();
+    stmt.BindInt(1, repo_id);
+    stmt.BindBlob(2, chunk.id);
+    stmt.BindInt(3, chunk.length);
+    stmt.BindInt(4, now);
+    REPLIFS_RETURN_IF_ERROR(stmt.Run());
+  }
+  return txn.Commit();
 }
 
 }  // namespace replifs::server

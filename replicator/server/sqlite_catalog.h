@@ -12,15 +12,20 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/container/flat_hash_set.h"
 #include "replicator/server/catalog.h"
+#include "replicator/server/page_store.h"
 #include "replicator/server/sqlite_db.h"
 
 namespace replifs::server {
 
 class SqliteCatalog : public Catalog {
  public:
-  // Opens or creates the database file at `path`.
-  static absl::StatusOr<std::unique_ptr<SqliteCatalog>> Open(const std::string& path);
+  // Opens or creates the database file at `path`. With `pages`, chunk lists
+  // longer than kMaxInlineChunks are stored as page trees there (it must
+  // outlive the catalog); without, every list stays inline.
+  static absl::StatusOr<std::unique_ptr<SqliteCatalog>> Open(const std::string& path,
+                                                             PageStore* pages = nullptr);
 
   absl::StatusOr<Repo> FindOrCreateRepo(std::string_view name,
                                         std::string_view secret_if_new) override;
@@ -43,10 +48,7 @@ class SqliteCatalog : public Catalog {
                                                   const std::vector<std::string>& paths) override;
 
   // Maintenance (replifs-server scrub / prune), not part of Catalog.
-  struct ChunkRecord {
-    std::string id;
-    uint32_t length = 0;
-  };
+  using ChunkRecord = server::ChunkRecord;
   absl::StatusOr<std::vector<ChunkRecord>> ListChunks(int64_t repo_id);
   struct VersionRow {
     int64_t row_id = 0;
@@ -64,9 +66,19 @@ class SqliteCatalog : public Catalog {
   absl::StatusOr<std::vector<std::string>> DeleteUnreferencedChunks(
       int64_t repo_id, int64_t touched_before_ns, bool dry_run,
       const std::function<absl::Status(const std::string& id)>& after_commit);
+  // RecordChunk for many chunks in one transaction (one fsync).
+  absl::Status RecordChunks(int64_t repo_id, const std::vector<ChunkRecord>& chunks) override;
+  // Every page reachable from a version row. Under the store's collection
+  // guard (no Apply can add pages meanwhile), pages not in it are garbage.
+  absl::StatusOr<absl::flat_hash_set<std::string>> ReachablePages(int64_t repo_id);
+  // Pages this catalog wrote (not found present), for tests and benchmarks.
+  int pages_written() {
+    absl::MutexLock lock(&mu_);
+    return pages_written_;
+  }
 
  private:
-  explicit SqliteCatalog(SqliteDb db) : db_(std::move(db)) {}
+  SqliteCatalog(SqliteDb db, PageStore* pages) : pages_(pages), db_(std::move(db)) {}
 
   absl::Status Initialize() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status TouchChunks(int64_t repo_id, const std::vector<const std::string*>& ids)
@@ -100,8 +112,10 @@ class SqliteCatalog : public Catalog {
   absl::Status ApplyRename(int64_t repo_id, const v1::Operation::Rename& rename, int64_t time_ns,
                            uint64_t seq) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  PageStore* const pages_;
   absl::Mutex mu_;
   SqliteDb db_ ABSL_GUARDED_BY(mu_);
+  int pages_written_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace replifs::server

@@ -11,7 +11,8 @@
 #include "absl/time/time.h"
 #include "replicator/chunker/chunker.h"
 #include "replicator/server/absl_string_view.h"
-#include "replicator/server/file_chunk_store.h"
+#include "replicator/server/chunk_tree.h"
+#include "replicator/server/pack_chunk_store.h"
 #include "replicator/server/retention_policy.h"
 #include "replicator/server/sqlite_catalog.h"
 #include "replicator/server/store_directory.h"
@@ -20,6 +21,8 @@ namespace replifs::server {
 namespace {
 
 constexpr char kDefaultStore[] = "/var/lib/replifs-server";
+// A pack whose live entries fill less than this share of it is rewritten.
+constexpr double kRepackBelowLiveFraction = 0.5;
 
 int Fail(const std::string& message, int code = 1) {
   std::cerr << "replifs-server: " << message << "\n";
@@ -62,8 +65,8 @@ absl::StatusOr<Flags> ParseFlags(const std::vector<std::string>& args,
 }
 
 struct OpenStore {
+  std::unique_ptr<PackChunkStore> chunks;  // before catalog: it uses chunks as page store
   std::unique_ptr<SqliteCatalog> catalog;
-  std::unique_ptr<FileChunkStore> chunks;
 };
 
 absl::StatusOr<OpenStore> Open(const std::string& store) {
@@ -71,12 +74,16 @@ absl::StatusOr<OpenStore> Open(const std::string& store) {
     return absl::NotFoundError(absl::StrCat(store, " is not a replifs-server store"));
   }
   OpenStore out;
-  auto catalog = SqliteCatalog::Open(store + "/catalog.sqlite");
-  if (!catalog.ok()) return catalog.status();
-  out.catalog = std::move(*catalog);
-  auto chunks = FileChunkStore::Open(store + "/repos");
+  auto chunks = PackChunkStore::Open(store + "/repos");
   if (!chunks.ok()) return chunks.status();
   out.chunks = std::move(*chunks);
+  if (out.chunks->needs_rebuild()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        store, " has lost its pack index: stop the server and run replifs-server rebuild-index"));
+  }
+  auto catalog = SqliteCatalog::Open(store + "/catalog.sqlite", out.chunks.get());
+  if (!catalog.ok()) return catalog.status();
+  out.catalog = std::move(*catalog);
   return out;
 }
 
@@ -117,8 +124,31 @@ int ScrubCommand(const std::vector<std::string>& args) {
                 << problem << "\n";
     }
   }
-  std::cout << "scrub: " << checked << " chunks (" << bytes << " bytes) in " << repos->size()
-            << " repositories checked, " << damaged << " damaged" << std::endl;
+  // Chunk-list pages: re-hashed against their ids, headers checked.
+  uint64_t pages_checked = 0;
+  for (const Repo& repo : *repos) {
+    auto pages = store->chunks->ListIds(repo.id, EntryKind::kPage);
+    if (!pages.ok()) return Fail(std::string(pages.status().message()));
+    for (const std::string& id : *pages) {
+      ++pages_checked;
+      absl::StatusOr<std::string> page = store->chunks->GetPage(repo.id, id);
+      std::string problem;
+      if (!page.ok()) {
+        problem = std::string(page.status().message());
+      } else if (PageId(*page) != id) {
+        problem = "content does not match its id";
+      } else if (absl::Status status = CheckPage(*page); !status.ok()) {
+        problem = std::string(status.message());
+      }
+      if (problem.empty()) continue;
+      ++damaged;
+      std::cout << "DAMAGED repo \"" << absl::CHexEscape(repo.name) << "\" page "
+                << absl::BytesToHexString(ToAbsl(id)) << ": " << problem << "\n";
+    }
+  }
+  std::cout << "scrub: " << checked << " chunks (" << bytes << " bytes) and " << pages_checked
+            << " pages in " << repos->size() << " repositories checked, " << damaged
+            << " damaged" << std::endl;
   return damaged == 0 ? 0 : 1;
 }
 
@@ -201,13 +231,66 @@ int PruneCommand(const std::vector<std::string>& args) {
   // Garbage collection: uploads wait while the collector holds the guard.
   auto guard = store->chunks->GuardCollection();
   if (!guard.ok()) return Fail(std::string(guard.status().message()));
-  FileChunkStore* chunks = store->chunks.get();
+  PackChunkStore* chunks = store->chunks.get();
   const int64_t repo_id = repo->id;
   auto collected = store->catalog->DeleteUnreferencedChunks(
       repo_id, now - absl::ToInt64Nanoseconds(grace), /*dry_run=*/false,
       [chunks, repo_id](const std::string& id) { return chunks->Delete(repo_id, id); });
   if (!collected.ok()) return Fail(std::string(collected.status().message()));
   std::cout << "collected " << collected->size() << " unreferenced chunks" << std::endl;
+  // Pages no version reaches (the guard keeps commits from adding any).
+  auto reachable = store->catalog->ReachablePages(repo_id);
+  if (!reachable.ok()) return Fail(std::string(reachable.status().message()));
+  auto pages = chunks->ListIds(repo_id, EntryKind::kPage);
+  if (!pages.ok()) return Fail(std::string(pages.status().message()));
+  int pages_collected = 0;
+  for (const std::string& id : *pages) {
+    if (reachable->contains(id)) continue;
+    if (absl::Status status = chunks->DeletePage(repo_id, id); !status.ok()) {
+      return Fail(std::string(status.message()));
+    }
+    ++pages_collected;
+  }
+  // Space comes back when packs that are mostly garbage are rewritten.
+  auto compacted = chunks->Compact(repo_id, kRepackBelowLiveFraction);
+  if (!compacted.ok()) return Fail(std::string(compacted.status().message()));
+  std::cout << "collected " << pages_collected << " unreferenced pages; repacked "
+            << compacted->packs_removed << " packs, freed " << compacted->bytes_freed << " bytes"
+            << (compacted->packs_skipped_damaged > 0
+                    ? absl::StrCat(" (", compacted->packs_skipped_damaged,
+                                   " damaged packs kept: run scrub)")
+                    : "")
+            << std::endl;
+  return 0;
+}
+
+int RebuildIndexCommand(const std::vector<std::string>& args) {
+  auto flags = ParseFlags(args, {"store"}, {});
+  if (!flags.ok()) {
+    return Fail(absl::StrCat(flags.status().message(),
+                             "\nusage: replifs-server rebuild-index [--store DIR]"), 2);
+  }
+  const std::string path = flags->Has("store") ? flags->values.at("store") : kDefaultStore;
+  if (::access((path + "/" + kStoreMarkerName).c_str(), F_OK) != 0) {
+    return Fail(absl::StrCat(path, " is not a replifs-server store"));
+  }
+  // The store's LOCK: no server may append or read while the index is redone.
+  auto directory = StoreDirectory::Open(path);
+  if (!directory.ok()) return Fail(std::string(directory.status().message()));
+  auto chunks = PackChunkStore::Open((*directory)->repos_path());
+  if (!chunks.ok()) return Fail(std::string(chunks.status().message()));
+  auto catalog = SqliteCatalog::Open((*directory)->catalog_path(), chunks->get());
+  if (!catalog.ok()) return Fail(std::string(catalog.status().message()));
+  // Chunks in packs are re-recorded in the catalog (a no-op for known ones).
+  SqliteCatalog* recorder = catalog->get();
+  auto stats = (*chunks)->RebuildIndex(
+      [recorder](int64_t repo_id, const std::string& id, uint32_t length) {
+        return recorder->RecordChunk(repo_id, id, length);
+      });
+  if (!stats.ok()) return Fail(std::string(stats.status().message()));
+  std::cout << "rebuild-index: " << stats->entries << " entries in " << stats->packs
+            << " packs indexed, " << stats->torn_bytes << " bytes of torn tails cut off"
+            << std::endl;
   return 0;
 }
 

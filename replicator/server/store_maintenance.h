@@ -11,5 +11,8 @@ namespace replifs::server {
 // argv after the subcommand; each returns the process exit code.
 int ScrubCommand(const std::vector<std::string>& args);
 int PruneCommand(const std::vector<std::string>& args);
+// `replifs-server rebuild-index`: recreates the pack index from the packs
+// (and re-records their chunks in the catalog). Needs the store's LOCK.
+int RebuildIndexCommand(const std::vector<std::string>& args);
 
 }  // namespace replifs::server

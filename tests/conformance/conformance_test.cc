@@ -859,6 +859,8 @@ class ConformanceTest : public ::testing::Test {
     options.backing_root_fd = root_fd_;
     options.writeback_cache = true;
     options.fsname = "replifs-conformance";
+    // Not fuse.replifs: `replifs mount` (other tests) detaches those it finds no daemon for.
+    options.subtype = "replifs-test";
     auto fs = fusefs::PassthroughFs::Mount(options, &sink_);
     ASSERT_TRUE(fs.ok()) << fs.status();
     fs_ = std::move(*fs);

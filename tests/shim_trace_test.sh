@@ -1,0 +1,76 @@
+#!/bin/bash
+# The eBPF shim on the host, records asserted one by one (no daemon): runs
+# replifs-shim-trace on a fresh directory and checks
+#  - stores through a shared mapping are named by msync, close-while-mapped
+#    and munmap (shim-dev-probe --mmap-write), and nothing for the same
+#    workload outside the tree;
+#  - the per-file verdict cache follows renames: a file written through an
+#    fd kept open is reported once it is moved into the tree, and no longer
+#    once it is moved out;
+#  - the fanotify backstop names a file written by aio (io_submit: no hooked
+#    syscall) and ignores files outside the tree.
+#   usage: shim_trace_test.sh REPLIFS-SHIM-TRACE SHIM-DEV-PROBE SHIM-AIO-WRITE
+set -euo pipefail
+trace=$1 probe=$2 aio=$3
+if [[ $(id -u) != 0 ]]; then
+  echo "shim_trace_test: needs root (eBPF)" >&2
+  [[ "${CI:-}" == "true" ]] && exit 1
+  exit 77
+fi
+work=$(mktemp -d /tmp/shim-trace-test.XXXXXX)
+trace_pid=""
+cleanup() {
+  [[ -n "$trace_pid" ]] && kill "$trace_pid" 2>/dev/null && wait "$trace_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+mkdir -p "$work/prot" "$work/plain"
+"$trace" "$work/prot" 60 --fanotify > "$work/out" 2> "$work/err" &
+trace_pid=$!
+for _ in $(seq 100); do grep -q protecting "$work/err" && break; sleep 0.1; done
+grep -q protecting "$work/err" || { cat "$work/err" >&2; exit 1; }
+
+# 1. Shared mappings, inside and outside.
+"$probe" --mmap-write "$work/prot/m"
+"$probe" --mmap-write "$work/plain/m_outside"
+# 2. The verdict cache across renames (bash writes through fd 3 each time).
+exec 3>> "$work/plain/moved_in"
+echo before >&3                       # outside: cached as outside
+mv "$work/plain/moved_in" "$work/prot/moved_in"
+echo after-in >&3                     # inside now: must be reported
+exec 3>&-
+exec 4>> "$work/prot/moved_out"
+echo before >&4                       # inside: reported, cached as inside
+mv "$work/prot/moved_out" "$work/plain/moved_out"
+echo after-out >&4                    # outside now: must not be reported
+exec 4>&-
+# 3. aio: invisible to the syscall hooks, seen by fanotify.
+"$aio" "$work/prot/aio.bin"
+"$aio" "$work/plain/aio_outside.bin"
+sleep 0.5
+kill -INT "$trace_pid"; wait "$trace_pid" || true; trace_pid=""
+
+fail=0
+expect() {  # expect REGEX: a record line matching it
+  grep -qE "$1" "$work/out" || { echo "shim_trace_test: no record matching: $1" >&2; fail=1; }
+}
+expect_count() {  # expect_count N REGEX
+  local n; n=$(grep -cE "$2" "$work/out" || true)
+  [[ "$n" == "$1" ]] || { echo "shim_trace_test: $n records matching '$2', expected $1" >&2; fail=1; }
+}
+expect '^pid=[0-9]+ msync path=m size=4096 -> RESCAN\(m\)'
+expect '^pid=[0-9]+ close path=m size=4096 -> RESCAN\(m\)'
+expect '^pid=[0-9]+ munmap path=m size=4096 -> RESCAN\(m\)'
+expect_count 1 ' write path=moved_in off=7 len=9 '
+expect_count 1 ' write path=moved_out off=0 len=7 '
+expect_count 0 'off=7 len=10'  # the write after moving out
+expect '^pid=[0-9]+ fanotify path=aio.bin$'
+expect_count 0 'outside'
+expect_count 0 'UNRESOLVED|OVERFLOW'
+grep -q 'dropped=0 ' "$work/err" || { echo "shim_trace_test: records dropped" >&2; fail=1; }
+if [[ $fail != 0 ]]; then
+  echo "---- records" >&2; cat "$work/out" >&2; cat "$work/err" >&2
+  exit 1
+fi
+echo "shim_trace_test: mapping hooks, verdict cache across renames and fanotify backstop as expected"
+cat "$work/out"
