@@ -4,6 +4,7 @@
 #include <zstd.h>
 
 #include "absl/strings/str_cat.h"
+#include "replicator/client/cancel_watchdog.h"
 
 namespace replifs::client {
 namespace {
@@ -100,6 +101,8 @@ absl::StatusOr<std::vector<std::string>> RepoConnection::MissingChunks(
 absl::StatusOr<uint64_t> RepoConnection::UploadChunks(const std::vector<UploadItem>& chunks) {
   if (chunks.empty()) return 0;
   auto context = NewContext();
+  // A little past the deadline: gRPC's own expiry goes first when it works.
+  CancelWatchdog watchdog(context.get(), context->deadline() + std::chrono::seconds(5));
   v1::UploadReply reply;
   auto writer = stub_->UploadChunks(context.get(), &reply);
   uint64_t wire_bytes = 0;

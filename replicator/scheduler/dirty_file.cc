@@ -50,6 +50,7 @@ void DirtyFile::MergeOlder(DirtyFile&& older) {
   dirty.Merge(older.dirty);
   content_changed |= older.content_changed;
   attributes_changed |= older.attributes_changed;
+  whole_file |= older.whole_file;
   if (older.was_truncated) {
     truncated_to = was_truncated ? std::min(truncated_to, older.truncated_to) : older.truncated_to;
     was_truncated = true;
@@ -77,9 +78,15 @@ absl::Time DirtyFile::ReadyAt(absl::Duration quiet, absl::Duration max_delay) co
 
 BackupCommand DirtyFile::ToCommand() const {
   BackupCommand command;
-  command.set_kind(content_changed ? BackupCommand::CONTENT : BackupCommand::ATTRIBUTES);
+  command.set_kind(content_changed || whole_file ? BackupCommand::CONTENT : BackupCommand::ATTRIBUTES);
   command.set_path(path);
   command.set_inode(inode);
+  if (whole_file) {
+    // No chunk map may be trusted around the dropped changes: recut it all.
+    replifs::v1::ByteRange* range = command.add_dirty();
+    range->set_offset(0);
+    range->set_length(UINT64_MAX / 2);
+  }
   for (const auto& [offset, length] : dirty.ranges()) {
     replifs::v1::ByteRange* range = command.add_dirty();
     range->set_offset(offset);

@@ -27,6 +27,7 @@ struct DirtyFile {
   int64_t time_ns = 0;                           // newest event's own time_ns
   std::vector<uint64_t> seqs;                    // ascending
   int stale_round_trips = 0;
+  bool whole_file = false;  // earlier changes to this inode were dropped: any byte may differ
   bool unlinked =
       false;  // in flight only: its inode died meanwhile (the namespace command owns its seqs)
 

@@ -85,6 +85,7 @@ void PendingChanges::Add(const ChangeEvent& event, absl::Time now) {
       outstanding_.insert(event.seq());
       const std::string key = KeyFor(event.inode(), event.path());
       files_[key].Apply(event, now);
+      if (event.inode() != 0 && reread_whole_.erase(event.inode()) > 0) files_[key].whole_file = true;
       break;
     }
     case EventClass::kNamespace:
@@ -288,6 +289,7 @@ void PendingChanges::Complete(Batch batch, const std::vector<size_t>& stale_inde
                           {{"path", file.path}, {"inode", file.inode}, {"round_trips", kMaxStaleRoundTrips}});
       for (const uint64_t seq : file.seqs) EraseOutstanding(seq);
       dropped_stale_++;
+      if (file.inode != 0) reread_whole_.insert(file.inode);
       continue;
     }
     // Give the rename that explains the stale path time to arrive.

@@ -77,6 +77,8 @@ class PendingChanges {
   std::multiset<uint64_t> outstanding_;
   uint64_t highest_seq_;
   uint64_t dropped_stale_ = 0;
+  // Inodes whose changes were dropped: their next command re-reads them whole.
+  std::set<uint64_t> reread_whole_;
 };
 
 }  // namespace replifs::scheduler

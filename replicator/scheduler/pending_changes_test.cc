@@ -236,6 +236,28 @@ TEST_F(PendingChangesTest, StaleIsGivenUpAfterManyRoundTrips) {
   }
   EXPECT_EQ(pending_.dropped_stale(), 1u);
   EXPECT_EQ(pending_.acked_seq(), 1u);
+
+  // The dropped range is not forgotten: the inode's next change re-reads
+  // the whole file, since its chunk map no longer matches the bytes.
+  now_ += absl::Seconds(2);
+  pending_.Add(Write(2, "f", 9, 100, 5), now_);
+  now_ += absl::Seconds(2);
+  Batch next = TakeAll();
+  ASSERT_EQ(next.commands.size(), 1u);
+  ASSERT_EQ(next.commands[0].kind(), BackupCommand::CONTENT);
+  bool covers_start = false;
+  for (const auto& range : next.commands[0].dirty()) {
+    covers_start |= range.offset() == 0 && range.length() >= (uint64_t{1} << 62);
+  }
+  EXPECT_TRUE(covers_start) << next.commands[0].ShortDebugString();
+  pending_.Complete(std::move(next), {}, now_, policy_);
+  // ... only once.
+  pending_.Add(Write(3, "f", 9, 100, 5), now_);
+  now_ += absl::Seconds(2);
+  Batch after = TakeAll();
+  ASSERT_EQ(after.commands.size(), 1u);
+  ASSERT_EQ(after.commands[0].dirty_size(), 1);
+  EXPECT_EQ(after.commands[0].dirty(0).offset(), 100u);
 }
 
 }  // namespace
