@@ -485,9 +485,14 @@ TEST_F(FaultTest, ClientCrashDropsUnsyncedJournalTail) {
 // the writer rewrites the whole file in one pwrite per generation, so every
 // real state is all records stamped with one generation (replicator/client/
 // stable_copy.h says how such a version is taken).
+// Write-through only: with the writeback cache the kernel flushes a never-
+// closed file's dirty pages separately, so the backing file itself passes
+// through page mixes the program never wrote (seen once in CI: a version of
+// two generations). Close, fsync and sync still flush whole states.
 TEST_F(FaultTest, NeverQuietFileGetsConsistentVersionsAtMaxDelay) {
   const int max_delay_ms = 1000;
-  ASSERT_TRUE(MountOk({"--quiet-ms", "200", "--max-delay-ms", std::to_string(max_delay_ms)}));
+  ASSERT_TRUE(MountOk({"--quiet-ms", "200", "--max-delay-ms", std::to_string(max_delay_ms),
+                       "--no-writeback-cache"}));
   constexpr int kRecords = 512, kRecordSize = 64;
   const std::string path = P("busy.log");
   std::atomic<bool> stop{false};
@@ -502,7 +507,7 @@ TEST_F(FaultTest, NeverQuietFileGetsConsistentVersionsAtMaxDelay) {
     std::string buffer(kRecords * kRecordSize, ' ');
     for (long g = 1; !stop; ++g) {
       for (int r = 0; r < kRecords; ++r) {
-        char record[kRecordSize + 1];
+        char record[kRecordSize + 16];  // room for what the compiler cannot bound
         snprintf(record, sizeof record, "generation %012ld record %06d%*s\n", g, r, kRecordSize - 38, "");
         memcpy(&buffer[r * kRecordSize], record, kRecordSize);
       }
