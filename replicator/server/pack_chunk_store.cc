@@ -107,41 +107,11 @@ absl::StatusOr<std::vector<std::string>> ListDirectory(int dir_fd) {
   return names;
 }
 
-class Transaction {
- public:
-  explicit Transaction(SqliteDb* db) : db_(db) {}
-  ~Transaction() {
-    if (open_) db_->Exec("ROLLBACK").IgnoreError();
-  }
-  absl::Status Begin() {
-    REPLIFS_RETURN_IF_ERROR(db_->Exec("BEGIN IMMEDIATE"));
-    open_ = true;
-    return absl::OkStatus();
-  }
-  absl::Status Commit() {
-    REPLIFS_RETURN_IF_ERROR(db_->Exec("COMMIT"));
-    open_ = false;
-    return absl::OkStatus();
-  }
-
- private:
-  SqliteDb* db_;
-  bool open_ = false;
-};
-
 absl::Status InitializeIndex(SqliteDb& db) {
-  REPLIFS_RETURN_IF_ERROR(db.Exec("PRAGMA busy_timeout = 10000"));
-  {
-    REPLIFS_ASSIGN_OR_RETURN(SqliteStatement mode, db.Prepare("PRAGMA journal_mode = WAL"));
-    REPLIFS_ASSIGN_OR_RETURN(bool has_row, mode.Step());
-    if (!has_row || mode.ColumnBlob(0) != "wal") {
-      return absl::FailedPreconditionError("pack index: cannot switch to WAL mode");
-    }
-  }
   // Durable like the catalog: a catalog row may name a chunk as soon as its
   // index entry is committed.
-  REPLIFS_RETURN_IF_ERROR(db.Exec("PRAGMA synchronous = FULL"));
-  Transaction txn(&db);
+  REPLIFS_RETURN_IF_ERROR(MakeDurable(db, "pack index"));
+  SqliteTransaction txn(&db);
   REPLIFS_RETURN_IF_ERROR(txn.Begin());
   REPLIFS_ASSIGN_OR_RETURN(SqliteStatement version, db.Prepare("PRAGMA user_version"));
   REPLIFS_ASSIGN_OR_RETURN(bool has_row, version.Step());
@@ -274,7 +244,7 @@ absl::Status PackChunkStore::SyncAndIndex(int64_t repo_id, EntryKind kind, Write
   // Pack bytes durable before the index entries that name them (FORMAT.md).
   REPLIFS_RETURN_IF_ERROR(fault::Check("mid-chunk-write"));
   if (::fdatasync(writer->fd.get()) != 0) return ErrnoError(errno, "fdatasync pack");
-  Transaction txn(&index_);
+  SqliteTransaction txn(&index_);
   REPLIFS_RETURN_IF_ERROR(txn.Begin());
   REPLIFS_ASSIGN_OR_RETURN(
       SqliteStatement insert,
@@ -558,7 +528,7 @@ absl::StatusOr<PackChunkStore::CompactStats> PackChunkStore::Compact(int64_t rep
       if (::fdatasync(output->fd.get()) != 0) return ErrnoError(errno, "fdatasync pack");
     }
     // Durable copy first, then the index points at it, then the old file goes.
-    Transaction txn(&index_);
+    SqliteTransaction txn(&index_);
     REPLIFS_RETURN_IF_ERROR(txn.Begin());
     REPLIFS_ASSIGN_OR_RETURN(
         SqliteStatement update,
@@ -595,7 +565,7 @@ absl::StatusOr<PackChunkStore::RebuildStats> PackChunkStore::RebuildIndex(
   absl::MutexLock lock(&mu_);
   writers_.clear();
   RebuildStats stats;
-  Transaction txn(&index_);
+  SqliteTransaction txn(&index_);
   REPLIFS_RETURN_IF_ERROR(txn.Begin());
   REPLIFS_RETURN_IF_ERROR(index_.Exec("DELETE FROM entries; DELETE FROM packs;"));
   REPLIFS_ASSIGN_OR_RETURN(std::vector<std::string> repos, ListDirectory(repos_fd_.get()));

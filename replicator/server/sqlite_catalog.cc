@@ -111,31 +111,6 @@ absl::StatusOr<v1::NodeState> RowToState(const SqliteStatement& row, PageStore* 
   return state;
 }
 
-// Rolls back unless Commit() succeeded. BEGIN IMMEDIATE takes the write lock
-// up front so a batch never fails half-way on a lock upgrade.
-class Transaction {
- public:
-  explicit Transaction(SqliteDb* db) : db_(db) {}
-  ~Transaction() {
-    if (open_) db_->Exec("ROLLBACK").IgnoreError();
-  }
-  absl::Status Begin() {
-    REPLIFS_RETURN_IF_ERROR(db_->Exec("BEGIN IMMEDIATE"));
-    open_ = true;
-    return absl::OkStatus();
-  }
-  absl::Status Commit() {
-    REPLIFS_RETURN_IF_ERROR(fault::Check("before-server-fsync"));
-    REPLIFS_RETURN_IF_ERROR(db_->Exec("COMMIT"));
-    open_ = false;
-    return absl::OkStatus();
-  }
-
- private:
-  SqliteDb* db_;
-  bool open_ = false;
-};
-
 // `path` with its prefix `from` replaced by `to`.
 std::string MapPath(std::string_view path, std::string_view from, std::string_view to) {
   return absl::StrCat(ToAbsl(to), ToAbsl(path.substr(from.size())));
@@ -153,17 +128,9 @@ absl::StatusOr<std::unique_ptr<SqliteCatalog>> SqliteCatalog::Open(const std::st
 }
 
 absl::Status SqliteCatalog::Initialize() {
-  REPLIFS_RETURN_IF_ERROR(db_.Exec("PRAGMA busy_timeout = 10000"));
-  {
-    REPLIFS_ASSIGN_OR_RETURN(SqliteStatement mode, db_.Prepare("PRAGMA journal_mode = WAL"));
-    REPLIFS_ASSIGN_OR_RETURN(bool has_row, mode.Step());
-    if (!has_row || mode.ColumnBlob(0) != "wal") {
-      return absl::FailedPreconditionError("catalog: cannot switch the database to WAL mode");
-    }
-  }
-  REPLIFS_RETURN_IF_ERROR(db_.Exec("PRAGMA synchronous = FULL"));
+  REPLIFS_RETURN_IF_ERROR(MakeDurable(db_, "catalog"));
 
-  Transaction txn(&db_);
+  SqliteTransaction txn(&db_, "before-server-fsync");
   REPLIFS_RETURN_IF_ERROR(txn.Begin());
   REPLIFS_ASSIGN_OR_RETURN(SqliteStatement version, db_.Prepare("PRAGMA user_version"));
   REPLIFS_ASSIGN_OR_RETURN(bool has_row, version.Step());
@@ -204,7 +171,7 @@ absl::StatusOr<std::optional<Repo>> SqliteCatalog::LookupRepo(std::string_view n
 absl::StatusOr<Repo> SqliteCatalog::CreateRepo(std::string_view name, std::string_view secret,
                                                std::string_view token_hash) {
   absl::MutexLock lock(&mu_);
-  Transaction txn(&db_);
+  SqliteTransaction txn(&db_, "before-server-fsync");
   REPLIFS_RETURN_IF_ERROR(txn.Begin());
   REPLIFS_ASSIGN_OR_RETURN(std::optional<Repo> existing, LookupRepo(name));
   if (existing.has_value()) {
@@ -227,7 +194,7 @@ absl::StatusOr<Repo> SqliteCatalog::CreateRepo(std::string_view name, std::strin
 
 absl::Status SqliteCatalog::SetRepoTokenHash(std::string_view name, std::string_view token_hash) {
   absl::MutexLock lock(&mu_);
-  Transaction txn(&db_);
+  SqliteTransaction txn(&db_, "before-server-fsync");
   REPLIFS_RETURN_IF_ERROR(txn.Begin());
   REPLIFS_ASSIGN_OR_RETURN(std::optional<Repo> existing, LookupRepo(name));
   if (!existing.has_value()) {
@@ -282,7 +249,7 @@ absl::StatusOr<std::vector<v1::NodeState>> SqliteCatalog::ListVersions(int64_t r
 absl::StatusOr<Repo> SqliteCatalog::FindOrCreateRepo(std::string_view name,
                                                      std::string_view secret_if_new) {
   absl::MutexLock lock(&mu_);
-  Transaction txn(&db_);
+  SqliteTransaction txn(&db_, "before-server-fsync");
   REPLIFS_RETURN_IF_ERROR(txn.Begin());
   REPLIFS_ASSIGN_OR_RETURN(std::optional<Repo> existing, LookupRepo(name));
   if (existing.has_value()) {
@@ -580,7 +547,7 @@ absl::StatusOr<uint64_t> SqliteCatalog::Apply(
     int64_t repo_id, std::string_view journal_id,
     const google::protobuf::RepeatedPtrField<v1::Operation>& ops, int64_t now_ns) {
   absl::MutexLock lock(&mu_);
-  Transaction txn(&db_);
+  SqliteTransaction txn(&db_, "before-server-fsync");
   REPLIFS_RETURN_IF_ERROR(txn.Begin());
   // Ordered ops at or below the seq applied before this batch are retries.
   REPLIFS_ASSIGN_OR_RETURN(const uint64_t applied_before, AppliedSeqLocked(repo_id, journal_id));
@@ -643,7 +610,7 @@ absl::StatusOr<std::vector<v1::NodeState>> SqliteCatalog::List(
 }
 
 absl::Status SqliteCatalog::TouchChunks(int64_t repo_id, const std::vector<const std::string*>& ids) {
-  Transaction txn(&db_);
+  SqliteTransaction txn(&db_, "before-server-fsync");
   REPLIFS_RETURN_IF_ERROR(txn.Begin());
   REPLIFS_ASSIGN_OR_RETURN(
       SqliteStatement touch,
@@ -694,7 +661,7 @@ absl::StatusOr<std::vector<SqliteCatalog::VersionRow>> SqliteCatalog::ListVersio
 
 absl::Status SqliteCatalog::DeleteVersionRows(int64_t repo_id, const std::vector<int64_t>& ids) {
   absl::MutexLock lock(&mu_);
-  Transaction txn(&db_);
+  SqliteTransaction txn(&db_, "before-server-fsync");
   REPLIFS_RETURN_IF_ERROR(txn.Begin());
   REPLIFS_ASSIGN_OR_RETURN(SqliteStatement stmt,
                            db_.Prepare("DELETE FROM versions WHERE repo_id = ?1 AND id = ?2"));
@@ -713,7 +680,7 @@ absl::StatusOr<std::vector<std::string>> SqliteCatalog::DeleteUnreferencedChunks
   absl::MutexLock lock(&mu_);
   // One write transaction: an Apply either committed before it (and its
   // chunks are referenced) or runs after it (and finds them unrecorded).
-  Transaction txn(&db_);
+  SqliteTransaction txn(&db_, "before-server-fsync");
   REPLIFS_RETURN_IF_ERROR(txn.Begin());
   absl::flat_hash_set<std::string> referenced;
   {
@@ -789,7 +756,7 @@ absl::StatusOr<absl::flat_hash_set<std::string>> SqliteCatalog::ReachablePages(i
 
 absl::Status SqliteCatalog::RecordChunks(int64_t repo_id, const std::vector<ChunkRecord>& chunks) {
   absl::MutexLock lock(&mu_);
-  Transaction txn(&db_);
+  SqliteTransaction txn(&db_, "before-server-fsync");
   REPLIFS_RETURN_IF_ERROR(txn.Begin());
   REPLIFS_ASSIGN_OR_RETURN(
       SqliteStatement stmt,

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "replicator/server/absl_string_view.h"
+#include "replicator/server/fault_injection.h"
 
 namespace replifs::server {
 
@@ -115,6 +116,39 @@ absl::Status SqliteDb::Exec(const char* sql) {
   sqlite3_free(error);
   if (rc != SQLITE_OK) return SqliteError(db_, rc, "exec");
   return absl::OkStatus();
+}
+
+SqliteTransaction::~SqliteTransaction() {
+  if (open_) db_->Exec("ROLLBACK").IgnoreError();
+}
+
+absl::Status SqliteTransaction::Begin() {
+  if (absl::Status status = db_->Exec("BEGIN IMMEDIATE"); !status.ok()) return status;
+  open_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status SqliteTransaction::Commit() {
+  if (fault_point_ != nullptr) {
+    if (absl::Status status = fault::Check(fault_point_); !status.ok()) return status;
+  }
+  if (absl::Status status = db_->Exec("COMMIT"); !status.ok()) return status;
+  open_ = false;
+  return absl::OkStatus();
+}
+
+absl::Status MakeDurable(SqliteDb& db, const std::string& what) {
+  if (absl::Status status = db.Exec("PRAGMA busy_timeout = 10000"); !status.ok()) return status;
+  {
+    absl::StatusOr<SqliteStatement> mode = db.Prepare("PRAGMA journal_mode = WAL");
+    if (!mode.ok()) return mode.status();
+    absl::StatusOr<bool> has_row = mode->Step();
+    if (!has_row.ok()) return has_row.status();
+    if (!*has_row || mode->ColumnBlob(0) != "wal") {
+      return absl::FailedPreconditionError(absl::StrCat(what, ": cannot switch the database to WAL mode"));
+    }
+  }
+  return db.Exec("PRAGMA synchronous = FULL");
 }
 
 }  // namespace replifs::server

@@ -61,6 +61,29 @@ class SqliteDb {
   sqlite3* db_ = nullptr;
 };
 
+// Rolls back unless Commit() succeeded. BEGIN IMMEDIATE takes the write lock
+// up front so a batch never fails half-way on a lock upgrade. A non-null
+// `fault_point` (REPLIFS_FAULT) is checked just before COMMIT.
+class SqliteTransaction {
+ public:
+  explicit SqliteTransaction(SqliteDb* db, const char* fault_point = nullptr)
+      : db_(db), fault_point_(fault_point) {}
+  ~SqliteTransaction();
+  SqliteTransaction(const SqliteTransaction&) = delete;
+  SqliteTransaction& operator=(const SqliteTransaction&) = delete;
+  absl::Status Begin();
+  absl::Status Commit();
+
+ private:
+  SqliteDb* db_;
+  const char* fault_point_;
+  bool open_ = false;
+};
+
+// For databases whose commits must be durable before a reply: a busy
+// timeout, WAL and synchronous=FULL. `what` names the database in errors.
+absl::Status MakeDurable(SqliteDb& db, const std::string& what);
+
 // Builds an absl::Status from the connection's last error.
 absl::Status SqliteError(sqlite3* db, int rc, std::string_view what);
 
