@@ -85,7 +85,23 @@ class Watcher(threading.Thread):
         with self.lock:
             return {n.split("/")[-1]: t for n, t in self.seen.items() if ("/" + prefix + "/") in ("/" + n)}
 
-def run_replifs(build, root, quiet_ms, label):
+def measure_modes(dir, poll):
+    """Runs the workload idle, then during background writes; latencies per mode."""
+    out = {}
+    for mode in ("idle", "busy"):
+        w = Watcher(poll); w.start()
+        try:
+            if mode == "busy":
+                with Background(dir):
+                    time.sleep(1)
+                    out[mode] = workload(dir, w.committed, mode)
+            else:
+                out[mode] = workload(dir, w.committed, mode)
+        finally:
+            w.stop = True; w.join()
+    return out
+
+def run_replifs(build, root, quiet_ms):
     server_bin = os.path.join(build, "replicator/server/replifs-server")
     cli = os.path.join(build, "cli/replifs")
     store, prot, state = (os.path.join(root, x) for x in ("store", "prot", "state"))
@@ -116,24 +132,14 @@ def run_replifs(build, root, quiet_ms, label):
     def poll():
         return [bytes(p).decode(errors="replace") for (p,) in
                 db.execute("SELECT path FROM versions WHERE deleted = 0 AND size = ?", (SIZE,))]
-    out = {}
     try:
-        for mode in ("idle", "busy"):
-            w = Watcher(poll); w.start()
-            if mode == "busy":
-                with Background(prot):
-                    time.sleep(1)
-                    out[mode] = workload(prot, w.committed, mode)
-            else:
-                out[mode] = workload(prot, w.committed, mode)
-            w.stop = True; w.join()
+        return measure_modes(prot, poll)
     finally:
         db.close()
         subprocess.run([cli, "umount", prot], capture_output=True)
         srv.send_signal(signal.SIGTERM); srv.wait(timeout=30)
-    return out
 
-def run_lsyncd(root, delay, label):
+def run_lsyncd(root, delay):
     src, dst = os.path.join(root, "src"), os.path.join(root, "dst")
     os.makedirs(src); os.makedirs(dst)
     conf = os.path.join(root, "lsyncd.conf")
@@ -154,30 +160,20 @@ def run_lsyncd(root, delay, label):
             except FileNotFoundError:
                 pass
         return names
-    out = {}
     try:
-        for mode in ("idle", "busy"):
-            w = Watcher(poll); w.start()
-            if mode == "busy":
-                with Background(src):
-                    time.sleep(1)
-                    out[mode] = workload(src, w.committed, mode)
-            else:
-                out[mode] = workload(src, w.committed, mode)
-            w.stop = True; w.join()
+        return measure_modes(src, poll)
     finally:
         p.terminate(); p.wait(timeout=30)
-    return out
 
 def main():
     build = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "build")
     setups = [
-        ("replifs default (quiet 200 ms, max 2 s)", lambda r: run_replifs(build, r, None, "")),
-        ("replifs --quiet-ms 0", lambda r: run_replifs(build, r, 0, "")),
-        ("lsyncd rsync delay=0", lambda r: run_lsyncd(r, 0, "")),
+        ("replifs default (quiet 200 ms, max 2 s)", lambda r: run_replifs(build, r, None)),
+        ("replifs --quiet-ms 0", lambda r: run_replifs(build, r, 0)),
+        ("lsyncd rsync delay=0", lambda r: run_lsyncd(r, 0)),
     ]
     if os.environ.get("RPO_LSYNCD_DEFAULT", "1") == "1":
-        setups.append(("lsyncd rsync default delay", lambda r: run_lsyncd(r, None, "")))
+        setups.append(("lsyncd rsync default delay", lambda r: run_lsyncd(r, None)))
     results = {}
     for name, fn in setups:
         root = tempfile.mkdtemp(prefix="replifs-rpo-")

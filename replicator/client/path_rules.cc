@@ -1,23 +1,10 @@
 #include "replicator/client/path_rules.h"
 
+#include "replicator/paths/relative_path.h"
+
 namespace replifs::client {
 
-bool IsSafeRelativePath(std::string_view path) {
-  if (path.empty()) return true;
-  if (path.size() > 4096) return false;
-  size_t start = 0;
-  while (start <= path.size()) {
-    size_t end = path.find('/', start);
-    if (end == std::string_view::npos) end = path.size();
-    std::string_view component = path.substr(start, end - start);
-    if (component.empty() || component == "." || component == ".." || component.size() > 255 ||
-        component.find('\0') != std::string_view::npos) {
-      return false;
-    }
-    start = end + 1;
-  }
-  return true;
-}
+bool IsSafeRelativePath(std::string_view path) { return paths::CheckRelativePath(path).ok(); }
 
 std::string ParentPath(std::string_view path) {
   size_t slash = path.rfind('/');

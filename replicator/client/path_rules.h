@@ -7,8 +7,7 @@
 
 namespace replifs::client {
 
-// "" (the root) or components separated by single '/', none empty, "." or
-// "..", no NUL, no leading or trailing '/'.
+// paths::CheckRelativePath, as a yes/no for listings read back from a server.
 bool IsSafeRelativePath(std::string_view path);
 
 // "a/b/c" -> "a/b"; "a" -> "".

@@ -1,19 +1,10 @@
 #include "replicator/server/request_validation.h"
 
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "replicator/server/absl_string_view.h"
+#include "replicator/paths/relative_path.h"
 
 namespace replifs::server {
 namespace {
-
-// Paths in error messages are user bytes: escape and truncate them.
-std::string Printable(std::string_view bytes) {
-  constexpr size_t kMaxShown = 80;
-  std::string shown = absl::CHexEscape(ToAbsl(bytes.substr(0, kMaxShown)));
-  if (bytes.size() > kMaxShown) shown += "...";
-  return shown;
-}
 
 absl::Status ValidateNodeState(const v1::NodeState& state) {
   const bool is_directory = state.type() == v1::NodeState::DIRECTORY;
@@ -23,12 +14,12 @@ absl::Status ValidateNodeState(const v1::NodeState& state) {
   if (state.type() == v1::NodeState::TYPE_UNSPECIFIED ||
       !v1::NodeState::Type_IsValid(state.type())) {
     return absl::InvalidArgumentError(
-        absl::StrCat("put of \"", Printable(state.path()), "\": unknown node type"));
+        absl::StrCat("put of \"", paths::PrintablePath(state.path()), "\": unknown node type"));
   }
   if (state.type() != v1::NodeState::REGULAR) {
     if (state.chunks_size() != 0) {
       return absl::InvalidArgumentError(
-          absl::StrCat("put of \"", Printable(state.path()), "\": only regular files have chunks"));
+          absl::StrCat("put of \"", paths::PrintablePath(state.path()), "\": only regular files have chunks"));
     }
     return absl::OkStatus();
   }
@@ -38,7 +29,7 @@ absl::Status ValidateNodeState(const v1::NodeState& state) {
     total += chunk.length();
   }
   if (total != state.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("put of \"", Printable(state.path()),
+    return absl::InvalidArgumentError(absl::StrCat("put of \"", paths::PrintablePath(state.path()),
                                                    "\": chunk lengths add up to ", total,
                                                    " but size is ", state.size()));
   }
@@ -73,36 +64,10 @@ absl::Status ValidateChunkId(std::string_view id) {
 }
 
 absl::Status ValidatePath(std::string_view path, bool allow_root) {
-  if (path.empty()) {
-    if (allow_root) return absl::OkStatus();
+  if (path.empty() && !allow_root) {
     return absl::InvalidArgumentError("empty path (the root) is not allowed here");
   }
-  if (path.size() > kMaxPathSize) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("path is ", path.size(), " bytes; the limit is ", kMaxPathSize));
-  }
-  if (path.find('\0') != std::string_view::npos) {
-    return absl::InvalidArgumentError(absl::StrCat("path \"", Printable(path), "\" contains NUL"));
-  }
-  if (path.front() == '/') {
-    return absl::InvalidArgumentError(absl::StrCat("path \"", Printable(path), "\" is absolute"));
-  }
-  size_t start = 0;
-  while (start <= path.size()) {
-    size_t end = path.find('/', start);
-    if (end == std::string_view::npos) end = path.size();
-    const std::string_view component = path.substr(start, end - start);
-    if (component.empty() || component == "." || component == "..") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("path \"", Printable(path), "\" has an empty, \".\" or \"..\" component"));
-    }
-    if (component.size() > kMaxPathComponentSize) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("path \"", Printable(path), "\" has a component over 255 bytes"));
-    }
-    start = end + 1;
-  }
-  return absl::OkStatus();
+  return paths::CheckRelativePath(path);
 }
 
 absl::Status ValidateOperations(const google::protobuf::RepeatedPtrField<v1::Operation>& ops) {
@@ -125,8 +90,8 @@ absl::Status ValidateOperations(const google::protobuf::RepeatedPtrField<v1::Ope
                  child[parent.size()] == '/';
         };
         if (is_below(to, from) || is_below(from, to)) {
-          return absl::InvalidArgumentError(absl::StrCat("rename of \"", Printable(from),
-                                                         "\" to \"", Printable(to),
+          return absl::InvalidArgumentError(absl::StrCat("rename of \"", paths::PrintablePath(from),
+                                                         "\" to \"", paths::PrintablePath(to),
                                                          "\": one path is inside the other"));
         }
         break;

@@ -12,8 +12,6 @@
 namespace replifs::server {
 
 inline constexpr size_t kChunkIdSize = 16;
-inline constexpr size_t kMaxPathSize = 4096;
-inline constexpr size_t kMaxPathComponentSize = 255;
 inline constexpr size_t kMaxRepoNameSize = 255;
 inline constexpr size_t kMaxJournalIdSize = 255;
 
@@ -22,9 +20,8 @@ absl::Status ValidateRepoName(std::string_view name);
 absl::Status ValidateJournalId(std::string_view journal_id);
 absl::Status ValidateChunkId(std::string_view id);
 
-// A path relative to the protected root: no leading '/', no empty, "." or ".."
-// component, no NUL, <= 4096 bytes, components <= 255 bytes. The empty path
-// (the root itself) is accepted only if `allow_root`.
+// A path relative to the protected root (paths::CheckRelativePath). The empty
+// path (the root itself) is accepted only if `allow_root`.
 absl::Status ValidatePath(std::string_view path, bool allow_root);
 
 // Every operation of an Apply batch: paths, node types, chunk ids, and that a
