@@ -588,8 +588,10 @@ void ReplifsTest::SetUp() {
   ASSERT_EQ(chmod(prot_.c_str(), 0755), 0);
   ASSERT_EQ(mkdir(state_.c_str(), 0700), 0);
   ASSERT_EQ(mkdir(store_.c_str(), 0700), 0);
+  ASSERT_EQ(guard_.Arm(root_, state_), "") << "starting the orphan guard";
   std::string err = server_.Start(store_, "127.0.0.1:0", server_log_);
   ASSERT_EQ(err, "") << "starting replifs-server";
+  guard_.AddServer(server_.pid());
   // The operator creates the repository; the client gets its token in a file.
   token_file_ = root_ + "/token";
   ASSERT_NO_FATAL_FAILURE(CreateRepo(repo_, token_file_));
@@ -620,6 +622,7 @@ void ReplifsTest::TearDown() {
   }
   server_.Stop();
   DetachMountsUnder(root_);
+  guard_.Disarm();
   if (IsMounted(prot_)) {
     std::cerr << "teardown: " << prot_ << " still mounted; not removing " << root_ << "\n";
     return;
@@ -765,7 +768,10 @@ std::string ReplifsTest::RestartServerSamePort() {
   // The port may linger briefly; retry for a few seconds.
   for (int attempt = 0; attempt < 10; ++attempt) {
     last = server_.Start(store_, listen, server_log_);
-    if (last.empty()) return "";
+    if (last.empty()) {
+      guard_.AddServer(server_.pid());
+      return "";
+    }
     usleep(500000);
   }
   return last;

@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include "tests/orphan_guard.h"
+
 namespace replifs::test {
 
 // Paths of the binaries under test. integration_test.cc sets them from the
@@ -150,6 +152,7 @@ class ReplifsTest : public ::testing::Test {
   std::string repo_ = "itrepo";
   std::string token_file_;  // the token of repo_, as `replifs mount --token-file` reads it
   ServerProcess server_;
+  OrphanGuard guard_;  // cleans up if this process dies before TearDown
   int fresh_counter_ = 0;
 };
 
