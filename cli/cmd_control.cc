@@ -91,7 +91,8 @@ int StatusCommand(const std::vector<std::string>& argv) {
     std::cout << "capture layers: " << absl::StrJoin(reply.capture_layers(), ", ");
     if (reply.capture_layers_size() > 1) {
       std::cout << " (shim: " << reply.shim_events() << " changes, " << reply.shim_dropped() << " lost, "
-                << reply.shim_untracked() << " untracked";
+                << reply.shim_untracked() << " untracked, " << reply.shim_vma_busy()
+                << " mapping flushes left to fanotify";
       if (reply.shim_dropped() + reply.shim_untracked() > 0) std::cout << ", tree rescanned";
       std::cout << ")";
     }

@@ -22,6 +22,7 @@
 #include "absl/time/clock.h"
 #include "cli/change_age_tracker.h"
 #include "cli/control_service.h"
+#include "cli/crash_marker.h"
 #include "cli/daemon_metrics.h"
 #include "cli/journaling_sink.h"
 #include "cli/shim_capture.h"
@@ -115,6 +116,18 @@ class SyncBeforeSend : public scheduler::CommandExecutor {
   scheduler::CommandExecutor* inner_;
 };
 
+// fusefs's count of write handles as the scheduler's view: a file still
+// open for writing through the mount is held back until its last close or
+// the max delay (SchedulerPolicy). cli wires the two: neither includes the other.
+class OverlayOpenWriters : public scheduler::OpenWritersView {
+ public:
+  explicit OverlayOpenWriters(fusefs::OpenWriters* writers) : writers_(writers) {}
+  bool IsOpenForWriting(uint64_t inode) const override { return writers_->Count(inode) > 0; }
+
+ private:
+  fusefs::OpenWriters* writers_;
+};
+
 // Compares the tree with the server once it can be reached, then stops.
 void RunInitialSync(client::BackupClient* backup, int root_fd, fusefs::EventSink* sink,
                     RenamesDuringWalk* renames, client::ReconcileProgress* progress,
@@ -204,6 +217,18 @@ int RunDaemon(const ProtectionConfig& config, const std::function<void(const abs
   auto chunk_maps = client::ChunkMapStore::Open(config.state_dir + "/chunk-maps.sqlite");
   if (!chunk_maps.ok()) LogWarn("daemon", "no chunk maps; files will be read whole", {{"error", chunk_maps.status()}});
   client::BackupClient backup(connection, root_fd, chunk_maps.ok() ? chunk_maps->get() : nullptr);
+  // The machine went down under the previous daemon: its journal may have
+  // lost an unsynced tail, so no chunk map is trusted until a reconcile has
+  // re-read what changed since it started (crash_marker.h).
+  const std::string boot_id = CurrentBootId();
+  if (std::optional<int64_t> lost_since = ChangesMayBeLostSince(ReadCrashMarker(config.state_dir), boot_id)) {
+    LogWarn("daemon", "the machine went down while protecting; re-reading files changed since then",
+            {{"since_ns", *lost_since}});
+    backup.chunk_map_trust().NoteLostChanges(*lost_since);
+  }
+  if (absl::Status s = WriteCrashMarker(config.state_dir, {boot_id, absl::GetCurrentTimeNanos()}); !s.ok()) {
+    LogWarn("daemon", "cannot write the crash marker", {{"error", s}});
+  }
 
   scheduler::SchedulerPolicy policy;
   policy.quiet_interval = config.quiet_interval;
@@ -254,6 +279,10 @@ int RunDaemon(const ProtectionConfig& config, const std::function<void(const abs
   auto fs = fusefs::PassthroughFs::Mount(mount_options, config.replicate ? &sink : nullptr);
   if (!fs.ok()) return fail(fs.status());
   if (shim.ok()) (*shim)->SetOverlay(fs->get());
+  OverlayOpenWriters open_writers(&(*fs)->open_writers());
+  (*fs)->open_writers().SetLastCloseListener(
+      [&scheduler](uint64_t inode) { scheduler->WriterClosed(inode); });
+  scheduler->SetOpenWriters(&open_writers);
 
   client::ReconcileProgress progress;
   RenamesDuringWalk renames;
@@ -270,6 +299,7 @@ int RunDaemon(const ProtectionConfig& config, const std::function<void(const abs
                             reply->set_shim_events((*shim)->events());
                             reply->set_shim_dropped((*shim)->dropped());
                             reply->set_shim_untracked((*shim)->untracked());
+                            reply->set_shim_vma_busy((*shim)->vma_busy());
                           }});
   const std::string socket_path = ControlSocketPath(config.state_dir);
   unlink(socket_path.c_str());
@@ -309,7 +339,10 @@ int RunDaemon(const ProtectionConfig& config, const std::function<void(const abs
     // change interrupted by the crash (done on disk, never journaled) undid.
     while (replayed > 0 && !stopping && !scheduler->FlushAndWait(absl::Seconds(1)).ok()) {
     }
-    RunInitialSync(&backup, root_fd, &sink, &renames, &progress, &stopping);
+    client::ChunkMapTrust& trust = backup.chunk_map_trust();
+    const uint64_t epoch = trust.epoch();
+    RunInitialSync(&backup, root_fd, &sink, &renames, &progress, &stopping, trust.lost_since_ns());
+    if (progress.done) trust.RestoreIfNoLossSince(epoch);
     RescanWhenNeeded(&backup, root_fd, &sink, journal_ptr, config.journal_max_bytes, &renames,
                      &progress, &stopping);
   });
@@ -330,10 +363,13 @@ int RunDaemon(const ProtectionConfig& config, const std::function<void(const abs
   // Nothing in flight matters now: a late sync fails and says so.
   control_server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
   scheduler->Stop();
+  scheduler->SetOpenWriters(nullptr);
+  (*fs)->open_writers().SetLastCloseListener(nullptr);
   if (absl::Status s = journal_ptr->Sync(); !s.ok()) LogError("journal", "sync failed", {{"error", s}});
   (*fs)->Unmount();
   unlink(socket_path.c_str());
   unlink(DaemonPidPath(config.state_dir).c_str());
+  RemoveCrashMarker(config.state_dir);  // after the journal sync: a clean exit
   close(root_fd);
   metrics_http.reset();  // its gauges read parts that are going away
   LogInfo("daemon", "unprotected",

@@ -1,5 +1,6 @@
 #include "cli/shim_capture.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -39,6 +40,8 @@ struct ShimCapture::Impl {
   std::unique_ptr<shim::FanotifyBackstop> fanotify;
   shim::RootFsPaths roots;
   shim::OutsideResolver resolver;
+  int root_dir_fd = -1;  // a real (not O_PATH) descriptor on the protected directory, for file handles
+  uint64_t named_late = 0;  // records the kernel could not name, named here from the writer's descriptor
   uint64_t dropped_seen = 0, unresolved_seen = 0, fan_overflows_seen = 0, fan_unresolved_seen = 0;
   std::mutex seen_mutex;
   std::unordered_map<uint64_t, std::chrono::steady_clock::time_point> seen;  // (ino, tgid) -> last shim report
@@ -48,6 +51,13 @@ std::vector<std::string> ShimCapture::layers() const {
   std::vector<std::string> out = {shim::ShimKindName(impl_->kind)};
   if (impl_->fanotify) out.push_back("fanotify");
   return out;
+}
+
+uint64_t ShimCapture::vma_busy() const {
+#ifdef REPLIFS_HAVE_BPF_SHIM
+  if (impl_->bpf) return impl_->bpf->vma_busy();
+#endif
+  return 0;  // the module looks mappings up under the mmap lock: never busy
 }
 
 void ShimCapture::Emit(v1::ChangeEvent event) {
@@ -79,6 +89,22 @@ bool ShimCapture::SeenRecently(uint64_t ino, uint32_t tgid) {
   return it != impl_->seen.end() && std::chrono::steady_clock::now() - it->second < kSeenWindow;
 }
 
+// A file deeper than the kernel's bounded walk: the writer's descriptor on
+// it (the record carries device and inode) still names it, so one file is
+// re-read instead of the whole tree and no chunk map is distrusted.
+// By-name calls (no inode) and files no longer open stay a tree rescan.
+void ShimCapture::NameFromDescriptor(shim::ShimRecord* record) {
+  const replifs_shim_event& h = record->header;
+  if (h.ino == 0) return;
+  std::optional<std::string> path =
+      shim::PathOfOpenFile(h.tgid, makedev(h.dev_major, h.dev_minor), h.ino, impl_->root_dir_fd);
+  if (!path) return;
+  record->path = *path;
+  record->path_outside = false;
+  record->unresolved = false;
+  ++impl_->named_late;
+}
+
 void ShimCapture::OnRecords(const void* data, size_t size, bool one_record) {
   absl::StatusOr<std::vector<shim::ShimRecord>> records;
   if (one_record) {
@@ -95,7 +121,8 @@ void ShimCapture::OnRecords(const void* data, size_t size, bool one_record) {
     RescanTree("unreadable record", 1);
     return;
   }
-  for (const shim::ShimRecord& record : *records) {
+  for (shim::ShimRecord& record : *records) {
+    if (record.unresolved) NameFromDescriptor(&record);
     if (record.unresolved) ++untracked_;  // ToChangeEvents makes it a rescan of the tree
     if (record.header.ino != 0) {
       std::lock_guard<std::mutex> lock(impl_->seen_mutex);
@@ -130,6 +157,7 @@ absl::StatusOr<std::unique_ptr<ShimCapture>> ShimCapture::Start(int root_fd, con
   impl.kind = kind;
   impl.roots = {*fs_path};
   const uint64_t root_dev = st.st_dev, root_ino = st.st_ino;
+  impl.root_dir_fd = open(absl::StrCat("/proc/self/fd/", root_fd).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   impl.resolver = [root_dev, root_ino](uint32_t tgid, const std::string& name, bool absolute) {
     return shim::ResolveInProcess(tgid, name, absolute, root_dev, root_ino);
   };
@@ -196,7 +224,7 @@ void ShimCapture::RunShim() {
       impl_->dropped_seen = dropped;
     }
     if (unresolved != impl_->unresolved_seen) {
-      // Calls the programs saw but could not name (mapping lock busy, table full).
+      // Calls the programs saw but could not track (no per-thread slot, spill table full).
       untracked_ += unresolved - impl_->unresolved_seen;
       RescanTree("calls could not be named", unresolved - impl_->unresolved_seen);
       impl_->unresolved_seen = unresolved;
@@ -226,6 +254,7 @@ ShimCapture::~ShimCapture() {
   if (shim_thread_.joinable()) shim_thread_.join();
   if (fanotify_thread_.joinable()) fanotify_thread_.join();
   if (!impl_) return;
+  if (impl_->root_dir_fd >= 0) close(impl_->root_dir_fd);
 #ifdef REPLIFS_HAVE_BPF_SHIM
   if (impl_->bpf) (void)impl_->bpf->Poll(0);  // what arrived before the detach
 #endif

@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "fusefs/event_sink.h"
 #include "fusefs/passthrough_fs.h"
+#include "kmod-shim/reader/shim_record.h"
 
 namespace replifs::cli {
 
@@ -39,12 +40,16 @@ class ShimCapture {
   uint64_t events() const { return events_; }
   uint64_t dropped() const { return dropped_; }      // records lost (queue full)
   uint64_t untracked() const { return untracked_; }  // events that could not be named
+  // msync/munmap whose mapping eBPF could not look up (mmap lock busy): not
+  // lost, fanotify's FAN_CLOSE_WRITE names the file at its last close.
+  uint64_t vma_busy() const;
 
  private:
   ShimCapture() = default;
   void RunShim();
   void RunFanotify();
   void OnRecords(const void* data, size_t size, bool one_record);
+  void NameFromDescriptor(shim::ShimRecord* record);
   void Emit(v1::ChangeEvent event);
   void RescanTree(const char* why, uint64_t count);
   bool SeenRecently(uint64_t ino, uint32_t tgid);

@@ -28,7 +28,7 @@ timespec TimeArg(int valid, int set_bit, int now_bit, const timespec& value) {
 // *truncated for what succeeded. Returns 0 or an errno.
 int ApplySetattr(const Inode& inode, FileHandle* handle, const struct stat& attr, int valid,
                  bool* changed, bool* truncated) {
-  const int ifd = inode.fd.load();
+  const int ifd = inode.Fd();
   const std::string proc = ProcPath(ifd);
   if (valid & FUSE_SET_ATTR_MODE) {
     int res = handle ? fchmod(handle->fd(), attr.st_mode) : chmod(proc.c_str(), attr.st_mode);
@@ -64,7 +64,7 @@ int ApplySetattr(const Inode& inode, FileHandle* handle, const struct stat& attr
 void OpGetattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   ApplyReadAheadIfPending(StateOf(req));
   struct stat st;
-  int res = fstatat(InodeOf(req, ino).fd.load(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+  int res = fstatat(InodeOf(req, ino).Fd(), "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
   if (res != 0) {
     fuse_reply_err(req, errno);
     return;
@@ -85,7 +85,7 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, fus
     std::lock_guard<std::mutex> lock(inode.kernel_mtime_mu);
     err = ApplySetattr(inode, handle, *attr, valid, &changed, &truncated);
     struct stat st;
-    if (err == 0 && fstatat(inode.fd.load(), "", &st, AT_EMPTY_PATH) == 0) {
+    if (err == 0 && fstatat(inode.Fd(), "", &st, AT_EMPTY_PATH) == 0) {
       inode.kernel_mtime = st.st_mtim;
       inode.kernel_mtime_known = true;
     }
@@ -93,7 +93,7 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, fus
     err = ApplySetattr(inode, handle, *attr, valid, &changed, &truncated);
   }
   // Report what did change, even when a later step failed.
-  const int ifd = inode.fd.load();
+  const int ifd = inode.Fd();
   if (truncated) {
     ReportInode(fs, ChangeEvent::TRUNCATE, inode, ifd,
                 [&](ChangeEvent& e) { e.set_new_size(attr->st_size); });
@@ -108,7 +108,7 @@ void OpSetattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int valid, fus
 
 void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
   char buf[PATH_MAX + 1];
-  ssize_t n = readlinkat(InodeOf(req, ino).fd.load(), "", buf, sizeof(buf));
+  ssize_t n = readlinkat(InodeOf(req, ino).Fd(), "", buf, sizeof(buf));
   if (n < 0) {
     fuse_reply_err(req, errno);
     return;
@@ -124,7 +124,7 @@ void OpReadlink(fuse_req_t req, fuse_ino_t ino) {
 void OpStatfs(fuse_req_t req, fuse_ino_t ino) {
   FsState& fs = StateOf(req);
   struct statvfs sv;
-  if (fstatvfs(fs.inodes.Get(ino).fd.load(), &sv) != 0) {
+  if (fstatvfs(fs.inodes.Get(ino).Fd(), &sv) != 0) {
     fuse_reply_err(req, errno);
   } else {
     fuse_reply_statfs(req, &sv);
@@ -139,7 +139,7 @@ void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* va
                 int flags) {
   FsState& fs = StateOf(req);
   Inode& inode = fs.inodes.Get(ino);
-  const int ifd = inode.fd.load();
+  const int ifd = inode.Fd();
   if (setxattr(ProcPath(ifd).c_str(), name, value, size, flags) != 0) {
     fuse_reply_err(req, errno);
     return;
@@ -150,7 +150,7 @@ void OpSetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* va
 }
 
 void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
-  const std::string proc = ProcPath(InodeOf(req, ino).fd.load());
+  const std::string proc = ProcPath(InodeOf(req, ino).Fd());
   if (size == 0) {
     ssize_t n = getxattr(proc.c_str(), name, nullptr, 0);
     if (n < 0)
@@ -168,7 +168,7 @@ void OpGetxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
 }
 
 void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
-  const std::string proc = ProcPath(InodeOf(req, ino).fd.load());
+  const std::string proc = ProcPath(InodeOf(req, ino).Fd());
   if (size == 0) {
     ssize_t n = listxattr(proc.c_str(), nullptr, 0);
     if (n < 0)
@@ -188,7 +188,7 @@ void OpListxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
 void OpRemovexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
   FsState& fs = StateOf(req);
   Inode& inode = fs.inodes.Get(ino);
-  const int ifd = inode.fd.load();
+  const int ifd = inode.Fd();
   if (removexattr(ProcPath(ifd).c_str(), name) != 0) {
     fuse_reply_err(req, errno);
     return;

@@ -98,7 +98,7 @@ void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
 }  // namespace
 
 void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  int fd = openat(InodeOf(req, ino).fd.load(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int fd = openat(InodeOf(req, ino).Fd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) {
     fuse_reply_err(req, errno);
     return;

@@ -9,6 +9,8 @@
 #include <mutex>
 #include <string>
 
+#include "fusefs/open_writers.h"
+
 namespace replifs::fusefs {
 
 class FileHandle {
@@ -17,6 +19,7 @@ class FileHandle {
   ~FileHandle() {
     close(fd_);
     if (positional_fd_ >= 0) close(positional_fd_);
+    if (writers_ != nullptr) writers_->Released(writer_ino_);
   }
   FileHandle(const FileHandle&) = delete;
   FileHandle& operator=(const FileHandle&) = delete;
@@ -26,6 +29,13 @@ class FileHandle {
   }
 
   int fd() const { return fd_; }
+
+  // A write handle: counted in `writers` until this handle is released.
+  void CountAsWriter(OpenWriters* writers, uint64_t ino) {
+    writers_ = writers;
+    writer_ino_ = ino;
+    writers->Opened(ino);
+  }
   // The backing fd keeps O_APPEND, so appends land at the real end of file
   // even if it grew underneath the overlay.
   bool append() const { return append_; }
@@ -46,6 +56,8 @@ class FileHandle {
   const bool append_;
   std::mutex mu_;  // guards positional_fd_; a leaf lock
   int positional_fd_ = -1;
+  OpenWriters* writers_ = nullptr;
+  uint64_t writer_ino_ = 0;
 };
 
 }  // namespace replifs::fusefs

@@ -15,9 +15,11 @@ namespace replifs::fusefs {
 
 using replifs::v1::ChangeEvent;
 
-void OpenHandle(const FsState& fs, int fd, int backing_flags, fuse_file_info* fi) {
+void OpenHandle(FsState& fs, int fd, int backing_flags, uint64_t ino, fuse_file_info* fi) {
   auto* handle = new FileHandle(fd, (backing_flags & O_APPEND) != 0);
   fi->fh = reinterpret_cast<std::uintptr_t>(handle);
+  // The program's own access mode (the backing one may be widened).
+  if ((fi->flags & O_ACCMODE) != O_RDONLY) handle->CountAsWriter(&fs.open_writers, ino);
   // Pages stay valid across opens: the daemon is the only writer, and
   // changes underneath come with InvalidatePath (fs_state.h).
   if (fs.keep_cache && !fi->direct_io) fi->keep_cache = 1;
@@ -61,12 +63,12 @@ void OpOpen(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   FsState& fs = StateOf(req);
   Inode& inode = fs.inodes.Get(ino);
   const int flags = BackingOpenFlags(fs, fi);
-  int fd = OpenBacking(ProcPath(inode.fd.load()), -1, nullptr, flags, fi->flags, 0);
+  int fd = OpenBacking(ProcPath(inode.Fd()), -1, nullptr, flags, fi->flags, 0);
   if (fd < 0) {
     fuse_reply_err(req, errno);
     return;
   }
-  OpenHandle(fs, fd, flags, fi);
+  OpenHandle(fs, fd, flags, inode.ino, fi);
   if ((fi->flags & O_TRUNC) && S_ISREG(inode.type)) {
     ReportInode(fs, ChangeEvent::TRUNCATE, inode, fd, [](ChangeEvent& e) { e.set_new_size(0); });
   }
@@ -103,14 +105,20 @@ void OpWriteBuf(fuse_req_t req, fuse_ino_t ino, fuse_bufvec* in_buf, off_t off,
   ssize_t written;
   if (fi->writepage && fs.writeback_cache) {
     // Page-cache writeback: the mtime is the kernel's (Inode::kernel_mtime),
-    // never this write's.
-    std::lock_guard<std::mutex> lock(inode.kernel_mtime_mu);
-    struct stat st;
-    if (!inode.kernel_mtime_known && fstat(fd, &st) == 0) {
-      inode.kernel_mtime = st.st_mtim;
-      inode.kernel_mtime_known = true;
+    // never this write's. The lock is not held across the copy, so the
+    // WRITEs of one file's writeback run in parallel: every copy is
+    // followed by a futimens to the latest kernel mtime, and the first
+    // capture happens before any copy (a later writer finds it known).
+    {
+      std::lock_guard<std::mutex> lock(inode.kernel_mtime_mu);
+      struct stat st;
+      if (!inode.kernel_mtime_known && fstat(fd, &st) == 0) {
+        inode.kernel_mtime = st.st_mtim;
+        inode.kernel_mtime_known = true;
+      }
     }
     written = fuse_buf_copy(&out, in_buf, FUSE_BUF_NO_SPLICE);
+    std::lock_guard<std::mutex> lock(inode.kernel_mtime_mu);
     if (written > 0 && inode.kernel_mtime_known) {
       const timespec times[2] = {{0, UTIME_OMIT}, inode.kernel_mtime};
       futimens(fd, times);

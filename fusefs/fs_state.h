@@ -9,16 +9,21 @@
 
 #include "fusefs/event_reporter.h"
 #include "fusefs/inode_table.h"
+#include "fusefs/open_writers.h"
 
 namespace replifs::fusefs {
 
 struct FsState {
-  FsState(int root_fd, std::string root_prefix, EventSink* sink)
-      : root_fd(root_fd), inodes(root_fd), events(root_fd, std::move(root_prefix), sink) {}
+  FsState(int root_fd, std::string root_prefix, EventSink* sink, std::size_t max_pinned_fds)
+      : root_fd(root_fd),
+        inodes(root_fd, max_pinned_fds),
+        events(root_fd, std::move(root_prefix), sink) {}
 
   const int root_fd;
   InodeTable inodes;
   EventReporter events;
+  // Write handles per backing inode: the replicator holds such files back.
+  OpenWriters open_writers;
   // Kernel caching. Safe while the daemon is the only writer of the backing
   // tree. When the tree can change underneath (writes reported by the kernel
   // shim, files put back by restore into the live directory), each such
@@ -118,7 +123,8 @@ void OpFlock(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, int op);
 int BackingOpenFlags(const FsState& fs, fuse_file_info* fi);
 int OpenBacking(const std::string& path, int dirfd, const char* name, int flags, int kernel_flags,
                 mode_t mode);
-void OpenHandle(const FsState& fs, int fd, int backing_flags, fuse_file_info* fi);
+// `ino`: the backing st_ino, counted in open_writers while a write handle is open.
+void OpenHandle(FsState& fs, int fd, int backing_flags, uint64_t ino, fuse_file_info* fi);
 // dir_ops.cc
 void OpOpendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
 void OpReaddir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi);

@@ -2,6 +2,7 @@
 // invalidation of paths changed underneath.
 #include <fcntl.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
@@ -71,6 +72,7 @@ class FuseMount final : public PassthroughFs {
   void Exit() override;
   void Unmount() override;
   void InvalidatePath(const std::string& relative_path) override;
+  OpenWriters& open_writers() override { return state_->open_writers; }
 
  private:
   // fuse_ino_t of a root-relative path the kernel knows, if any.
@@ -249,7 +251,15 @@ absl::StatusOr<std::unique_ptr<PassthroughFs>> PassthroughFs::Mount(const MountO
   // Modes arrive already masked by the caller's umask; the daemon's own umask
   // must not mask them again. Process-wide: the daemon is a dedicated process.
   umask(0);
-  auto state = std::make_unique<FsState>(options.backing_root_fd, *prefix, sink);
+  // One pinned fd per looked-up inode (up to a budget): take every fd the
+  // hard limit allows. Best effort; the budget follows what was granted.
+  struct rlimit nofile;
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &nofile);
+  }
+  auto state =
+      std::make_unique<FsState>(options.backing_root_fd, *prefix, sink, options.max_pinned_fds);
   state->entry_timeout = options.cache_timeout;
   state->attr_timeout = options.cache_timeout;
   state->keep_cache = options.cache_timeout > 0;

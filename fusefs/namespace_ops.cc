@@ -26,7 +26,7 @@ int StatEmptyPath(int fd, struct stat* st) {
 int GiveToCaller(fuse_req_t req, const Inode& parent, int fd, struct stat* st) {
   const fuse_ctx* ctx = fuse_req_ctx(req);
   struct stat parent_st;
-  if (fstat(parent.fd.load(), &parent_st) != 0) return errno;
+  if (fstat(parent.Fd(), &parent_st) != 0) return errno;
   gid_t gid = (parent_st.st_mode & S_ISGID) ? static_cast<gid_t>(-1) : ctx->gid;
   if (st->st_uid == ctx->uid && (gid == static_cast<gid_t>(-1) || st->st_gid == gid)) {
     return 0;
@@ -56,15 +56,15 @@ void FinishNewNode(fuse_req_t req, Inode& parent, const char* name, ChangeOp op,
     return;
   }
   Inode& inode = fs.inodes.Get(e.ino);
-  err = GiveToCaller(req, parent, inode.fd.load(), &e.attr);
+  err = GiveToCaller(req, parent, inode.Fd(), &e.attr);
   if (err != 0) {
-    unlinkat(parent.fd.load(), name, S_ISDIR(e.attr.st_mode) ? AT_REMOVEDIR : 0);
+    unlinkat(parent.Fd(), name, S_ISDIR(e.attr.st_mode) ? AT_REMOVEDIR : 0);
     fs.inodes.Forget(inode, 1);
     fuse_reply_err(req, err);
     return;
   }
   if (fs.events.enabled()) {
-    if (auto path = fs.events.PathOfChild(parent.fd.load(), name)) {
+    if (auto path = fs.events.PathOfChild(parent.Fd(), name)) {
       ChangeEvent event = fs.events.NewEvent(op, std::move(*path), e.attr);
       if (symlink_target != nullptr) event.set_symlink_target(symlink_target);
       fs.events.Report(std::move(event));
@@ -77,14 +77,15 @@ void FinishNewNode(fuse_req_t req, Inode& parent, const char* name, ChangeOp op,
 
 int LookupEntry(fuse_req_t req, Inode& parent, const char* name, fuse_entry_param* e) {
   FsState& fs = StateOf(req);
-  int fd = openat(parent.fd.load(), name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  const int parent_fd = parent.Fd();
+  int fd = openat(parent_fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return errno;
   struct stat st;
   if (int err = StatEmptyPath(fd, &st); err != 0) {
     close(fd);
     return err;
   }
-  Inode& inode = fs.inodes.Insert(fd, st);
+  Inode& inode = fs.inodes.Insert(fd, st, parent_fd);
   *e = fuse_entry_param{};
   e->ino = fs.inodes.IdOf(inode);
   e->attr = st;
@@ -120,7 +121,7 @@ void OpForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
 
 void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
   Inode& dir = InodeOf(req, parent);
-  if (mknodat(dir.fd.load(), name, mode, rdev) != 0) {
+  if (mknodat(dir.Fd(), name, mode, rdev) != 0) {
     fuse_reply_err(req, errno);
     return;
   }
@@ -131,7 +132,7 @@ void OpMknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, d
 
 void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
   Inode& dir = InodeOf(req, parent);
-  if (mkdirat(dir.fd.load(), name, mode) != 0) {
+  if (mkdirat(dir.Fd(), name, mode) != 0) {
     fuse_reply_err(req, errno);
     return;
   }
@@ -140,7 +141,7 @@ void OpMkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
 
 void OpSymlink(fuse_req_t req, const char* link, fuse_ino_t parent, const char* name) {
   Inode& dir = InodeOf(req, parent);
-  if (symlinkat(link, dir.fd.load(), name) != 0) {
+  if (symlinkat(link, dir.Fd(), name) != 0) {
     fuse_reply_err(req, errno);
     return;
   }
@@ -152,7 +153,7 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
   Inode& inode = fs.inodes.Get(ino);
   Inode& dir = fs.inodes.Get(newparent);
   // AT_EMPTY_PATH links the object itself (root has CAP_DAC_READ_SEARCH).
-  if (linkat(inode.fd.load(), "", dir.fd.load(), newname, AT_EMPTY_PATH) != 0) {
+  if (linkat(inode.Fd(), "", dir.Fd(), newname, AT_EMPTY_PATH) != 0) {
     fuse_reply_err(req, errno);
     return;
   }
@@ -164,7 +165,7 @@ void OpLink(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char* ne
   }
   if (fs.events.enabled()) {
     auto path = fs.events.PathOfAny(fs.inodes.NameFds(inode));
-    auto new_path = fs.events.PathOfChild(dir.fd.load(), newname);
+    auto new_path = fs.events.PathOfChild(dir.Fd(), newname);
     if (path && new_path) {
       ChangeEvent event = fs.events.NewEvent(ChangeEvent::LINK, std::move(*path), e.attr);
       event.set_new_path(std::move(*new_path));
@@ -182,12 +183,12 @@ void RemoveEntry(fuse_req_t req, fuse_ino_t parent, const char* name, bool is_di
   FsState& fs = StateOf(req);
   Inode& dir = fs.inodes.Get(parent);
   struct stat before;
-  bool have_before = fstatat(dir.fd.load(), name, &before, AT_SYMLINK_NOFOLLOW) == 0;
+  bool have_before = fstatat(dir.Fd(), name, &before, AT_SYMLINK_NOFOLLOW) == 0;
   std::optional<std::string> path;
   if (have_before && fs.events.enabled()) {
-    path = fs.events.PathOfChild(dir.fd.load(), name);
+    path = fs.events.PathOfChild(dir.Fd(), name);
   }
-  if (unlinkat(dir.fd.load(), name, is_dir ? AT_REMOVEDIR : 0) != 0) {
+  if (unlinkat(dir.Fd(), name, is_dir ? AT_REMOVEDIR : 0) != 0) {
     fuse_reply_err(req, errno);
     return;
   }
@@ -225,15 +226,15 @@ void OpRename(fuse_req_t req, fuse_ino_t parent, const char* name, fuse_ino_t ne
   // with nothing here and costs the same.
   std::optional<std::string> path, new_path;
   if (fs.events.enabled()) {
-    path = fs.events.PathOfChild(from.fd.load(), name);
-    new_path = fs.events.PathOfChild(to.fd.load(), newname);
+    path = fs.events.PathOfChild(from.Fd(), name);
+    new_path = fs.events.PathOfChild(to.Fd(), newname);
   }
-  if (renameat2(from.fd.load(), name, to.fd.load(), newname, flags) != 0) {
+  if (renameat2(from.Fd(), name, to.Fd(), newname, flags) != 0) {
     fuse_reply_err(req, errno);
     return;
   }
   struct stat st;
-  if (path && new_path && fstatat(to.fd.load(), newname, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+  if (path && new_path && fstatat(to.Fd(), newname, &st, AT_SYMLINK_NOFOLLOW) == 0) {
     ChangeEvent event = fs.events.NewEvent(ChangeEvent::RENAME, std::move(*path), st);
     event.set_new_path(std::move(*new_path));
     event.set_rename_flags(flags);
@@ -250,10 +251,10 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   // O_EXCL first so we know whether we made the file: only a new file is
   // handed to the caller and reported as CREATE.
   bool created = true;
-  int fd = OpenBacking("", dir.fd.load(), name, flags | O_CREAT | O_EXCL, fi->flags, mode);
+  int fd = OpenBacking("", dir.Fd(), name, flags | O_CREAT | O_EXCL, fi->flags, mode);
   if (fd < 0 && errno == EEXIST && !(fi->flags & O_EXCL)) {
     created = false;
-    fd = OpenBacking("", dir.fd.load(), name, flags | O_NOFOLLOW, fi->flags, 0);
+    fd = OpenBacking("", dir.Fd(), name, flags | O_NOFOLLOW, fi->flags, 0);
   }
   if (fd < 0) {
     fuse_reply_err(req, errno);
@@ -266,13 +267,13 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   if (err == 0) err = LookupEntry(req, dir, name, &e);
   if (err != 0) {
     close(fd);
-    if (created) unlinkat(dir.fd.load(), name, 0);
+    if (created) unlinkat(dir.Fd(), name, 0);
     fuse_reply_err(req, err);
     return;
   }
-  OpenHandle(fs, fd, flags, fi);
+  OpenHandle(fs, fd, flags, st.st_ino, fi);
   if (fs.events.enabled()) {
-    if (auto path = fs.events.PathOfChild(dir.fd.load(), name)) {
+    if (auto path = fs.events.PathOfChild(dir.Fd(), name)) {
       if (created) {
         fs.events.Report(fs.events.NewEvent(ChangeEvent::CREATE, std::move(*path), e.attr));
       } else if (fi->flags & O_TRUNC) {

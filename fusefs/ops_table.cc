@@ -1,8 +1,21 @@
 // The fuse_lowlevel_ops table and connection setup.
 #include "fusefs/fs_state.h"
+#include "fusefs/request_fds.h"
 
 namespace replifs::fusefs {
 namespace {
+
+// Every handler runs through this: fds a by-handle inode was opened with
+// for the request are closed when the handler returns (request_fds.h).
+template <auto Handler>
+struct Scoped;
+template <typename... Args, void (*Handler)(Args...)>
+struct Scoped<Handler> {
+  static void Call(Args... args) {
+    Handler(args...);
+    CloseRequestFds();
+  }
+};
 
 void OpInit(void* userdata, fuse_conn_info* conn) {
   FsState& fs = *static_cast<FsState*>(userdata);
@@ -35,40 +48,40 @@ void OpInit(void* userdata, fuse_conn_info* conn) {
 fuse_lowlevel_ops MakeOps() {
   fuse_lowlevel_ops ops{};
   ops.init = OpInit;
-  ops.lookup = OpLookup;
-  ops.forget = OpForget;
-  ops.forget_multi = OpForgetMulti;
-  ops.getattr = OpGetattr;
-  ops.setattr = OpSetattr;
-  ops.readlink = OpReadlink;
-  ops.mknod = OpMknod;
-  ops.mkdir = OpMkdir;
-  ops.symlink = OpSymlink;
-  ops.link = OpLink;
-  ops.unlink = OpUnlink;
-  ops.rmdir = OpRmdir;
-  ops.rename = OpRename;
-  ops.open = OpOpen;
-  ops.create = OpCreate;
-  ops.read = OpRead;
-  ops.write_buf = OpWriteBuf;
-  ops.flush = OpFlush;
-  ops.release = OpRelease;
-  ops.fsync = OpFsync;
-  ops.opendir = OpOpendir;
-  ops.readdir = OpReaddir;
-  ops.readdirplus = OpReaddirplus;
-  ops.releasedir = OpReleasedir;
-  ops.fsyncdir = OpFsyncdir;
-  ops.statfs = OpStatfs;
-  ops.setxattr = OpSetxattr;
-  ops.getxattr = OpGetxattr;
-  ops.listxattr = OpListxattr;
-  ops.removexattr = OpRemovexattr;
-  ops.fallocate = OpFallocate;
-  ops.copy_file_range = OpCopyFileRange;
-  ops.lseek = OpLseek;
-  ops.flock = OpFlock;
+  ops.lookup = Scoped<OpLookup>::Call;
+  ops.forget = Scoped<OpForget>::Call;
+  ops.forget_multi = Scoped<OpForgetMulti>::Call;
+  ops.getattr = Scoped<OpGetattr>::Call;
+  ops.setattr = Scoped<OpSetattr>::Call;
+  ops.readlink = Scoped<OpReadlink>::Call;
+  ops.mknod = Scoped<OpMknod>::Call;
+  ops.mkdir = Scoped<OpMkdir>::Call;
+  ops.symlink = Scoped<OpSymlink>::Call;
+  ops.link = Scoped<OpLink>::Call;
+  ops.unlink = Scoped<OpUnlink>::Call;
+  ops.rmdir = Scoped<OpRmdir>::Call;
+  ops.rename = Scoped<OpRename>::Call;
+  ops.open = Scoped<OpOpen>::Call;
+  ops.create = Scoped<OpCreate>::Call;
+  ops.read = Scoped<OpRead>::Call;
+  ops.write_buf = Scoped<OpWriteBuf>::Call;
+  ops.flush = Scoped<OpFlush>::Call;
+  ops.release = Scoped<OpRelease>::Call;
+  ops.fsync = Scoped<OpFsync>::Call;
+  ops.opendir = Scoped<OpOpendir>::Call;
+  ops.readdir = Scoped<OpReaddir>::Call;
+  ops.readdirplus = Scoped<OpReaddirplus>::Call;
+  ops.releasedir = Scoped<OpReleasedir>::Call;
+  ops.fsyncdir = Scoped<OpFsyncdir>::Call;
+  ops.statfs = Scoped<OpStatfs>::Call;
+  ops.setxattr = Scoped<OpSetxattr>::Call;
+  ops.getxattr = Scoped<OpGetxattr>::Call;
+  ops.listxattr = Scoped<OpListxattr>::Call;
+  ops.removexattr = Scoped<OpRemovexattr>::Call;
+  ops.fallocate = Scoped<OpFallocate>::Call;
+  ops.copy_file_range = Scoped<OpCopyFileRange>::Call;
+  ops.lseek = Scoped<OpLseek>::Call;
+  ops.flock = Scoped<OpFlock>::Call;
   return ops;
 }
 

@@ -3,12 +3,14 @@
 // is served from that fd, so the same path keeps working for every program.
 #pragma once
 
+#include <cstddef>
 #include <memory>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "fusefs/event_sink.h"
+#include "fusefs/open_writers.h"
 
 namespace replifs::fusefs {
 
@@ -32,6 +34,10 @@ struct MountOptions {
   double cache_timeout = 1.0;
   // Readahead of the mount's bdi, KiB (the FUSE default is 128); 0 leaves it.
   unsigned read_ahead_kb = 1024;
+  // How many looked-up inodes may each hold an fd; past it they are kept by
+  // file handle and reopened per request. 0: three quarters of
+  // RLIMIT_NOFILE, which Mount() raises to its hard limit first.
+  std::size_t max_pinned_fds = 0;
 };
 
 class PassthroughFs {
@@ -53,6 +59,9 @@ class PassthroughFs {
   // Drops the kernel's cached pages and attributes for a path changed
   // underneath the overlay (kernel shim, restore), and its dentry.
   virtual void InvalidatePath(const std::string& relative_path) = 0;
+
+  // Backing inodes open for writing through the mount (valid until Unmount).
+  virtual OpenWriters& open_writers() = 0;
 };
 
 }  // namespace replifs::fusefs

@@ -26,7 +26,10 @@ sockaddr_in Loopback(int port) {
   return a;
 }
 
-// Close with SO_LINGER 0: the peer sees a reset, not an orderly end.
+// Ends the connection both ways at once. The fds stay open until Stop, so
+// a peer still sending is left half-open (its socket in CLOSE-WAIT with a
+// full send queue): the nastiest way a link dies, and the one the client's
+// keepalive exists for. SO_LINGER 0 makes the final close in Stop a reset.
 void Reset(int fd) {
   linger l{1, 0};
   setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));

@@ -11,11 +11,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <algorithm>
 #include <cstring>
 #include <regex>
 #include <string>
+#include <thread>
 
 #include "kmod-shim/include/replifs_shim.h"
 #include "tests/binaries_from_build.h"
@@ -30,6 +32,7 @@ struct CaptureStatus {
   long long shim_changes = -1;
   long long shim_lost = -1;
   long long shim_untracked = -1;
+  long long shim_vma_busy = -1;
   bool rescanned = false;
 };
 
@@ -45,6 +48,9 @@ CaptureStatus ParseCapture(const std::string& status_out) {
     out.shim_changes = std::stoll(m[1].str());
     out.shim_lost = std::stoll(m[2].str());
     out.shim_untracked = std::stoll(m[3].str());
+  }
+  if (std::regex_search(status_out, m, std::regex("([0-9]+) mapping flushes left to fanotify"))) {
+    out.shim_vma_busy = std::stoll(m[1].str());
   }
   out.rescanned = status_out.find("tree rescanned") != std::string::npos;
   return out;
@@ -314,6 +320,95 @@ TEST_F(ShimTest, ChangesTheShimCannotNameRescanTheTree) {
   const std::string dest = FreshPath("restore");
   ASSERT_TRUE(Succeeded(Restore(dest)));
   EXPECT_TRUE(FileContentIs(dest + "/" + rel + "deep.txt", "too deep to name\n"));
+  umount2(bind.c_str(), MNT_DETACH);
+}
+
+TEST_F(ShimTest, DeepFileWrittenThroughAnOpenDescriptorIsNamedWithoutARescan) {
+  // Deeper than the kernel's walk, made and opened before the mount: the
+  // records carry device and inode but no complete name; the daemon names
+  // the file from the writer's descriptor instead of rescanning the tree.
+  std::string rel;
+  for (int i = 0; i < REPLIFS_SHIM_MAX_DEPTH + 4; ++i) {
+    rel += "e" + std::to_string(i) + "/";
+    ASSERT_EQ(mkdir(P(rel).c_str(), 0755), 0) << rel;
+  }
+  rel += "deep.bin";
+  int early_fd = open(P(rel).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  ASSERT_GE(early_fd, 0) << strerror(errno);
+  ASSERT_EQ(pwrite(early_fd, "before", 6, 0), 6);
+  ASSERT_TRUE(MountOk());
+  ASSERT_TRUE(Succeeded(Sync()));
+  CaptureStatus before = Capture();
+  ASSERT_TRUE(before.ebpf);
+  ASSERT_EQ(before.shim_untracked, 0);
+
+  ASSERT_EQ(pwrite(early_fd, "AFTER!", 6, 0), 6);
+  CaptureStatus after = WaitShimChanges(before.shim_changes + 1);
+  EXPECT_GT(after.shim_changes, before.shim_changes) << "the deep write was not reported";
+  EXPECT_EQ(after.shim_untracked, 0) << "the deep write was not named from the open descriptor";
+  EXPECT_FALSE(after.rescanned);
+  ASSERT_TRUE(Succeeded(Sync()));
+  const std::string dest = FreshPath("restore");
+  ASSERT_TRUE(Succeeded(Restore(dest)));
+  EXPECT_TRUE(FileContentIs(dest + "/" + rel, "AFTER!"));
+  close(early_fd);
+}
+
+TEST_F(ShimTest, BusyMappingLookupsAreShownAndTheFileIsStillNamed) {
+  const std::string bind = FreshPath("bind");
+  ASSERT_EQ(mkdir(bind.c_str(), 0755), 0);
+  ASSERT_EQ(mount(prot_.c_str(), bind.c_str(), nullptr, MS_BIND, nullptr), 0) << strerror(errno);
+  ASSERT_TRUE(MountOk());
+  ASSERT_TRUE(Succeeded(Sync()));
+  CaptureStatus before = Capture();
+  ASSERT_TRUE(before.ebpf);
+  ASSERT_TRUE(before.fanotify);
+  ASSERT_GE(before.shim_vma_busy, 0) << "status does not show the busy mapping lookups";
+
+  // Stores through a shared mapping of a file reached around the overlay,
+  // msync'd while another thread keeps holding the mmap lock for writing:
+  // some lookups of the mapping find the lock busy (counted), and the file
+  // is still named, at the latest by fanotify at its close.
+  const size_t size = 4096;
+  int fd = open((bind + "/mapped.bin").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0) << strerror(errno);
+  ASSERT_EQ(ftruncate(fd, size), 0);
+  char* map = static_cast<char*>(mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+  ASSERT_NE(map, MAP_FAILED) << strerror(errno);
+  // mprotect of a large populated region holds the mmap lock for writing
+  // while it walks every page table entry: long enough to be met.
+  const size_t big = 64 << 20;
+  void* region = mmap(nullptr, big, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  ASSERT_NE(region, MAP_FAILED) << strerror(errno);
+  std::atomic<bool> stop{false};
+  std::thread contender([&stop, region, big] {
+    for (int i = 0; !stop; ++i) mprotect(region, big, i % 2 ? PROT_READ | PROT_WRITE : PROT_READ);
+  });
+  for (int i = 0; i < 20000; ++i) {
+    map[i % size] = 'm';
+    msync(map, size, MS_ASYNC);
+  }
+  stop = true;
+  contender.join();
+  munmap(region, big);
+  memcpy(map, "last", 4);
+  close(fd);
+  munmap(map, size);
+
+  CaptureStatus after;
+  for (int i = 0; i < 100; ++i) {
+    after = Capture();
+    if (after.shim_vma_busy > before.shim_vma_busy) break;
+    usleep(100 * 1000);
+  }
+  EXPECT_GT(after.shim_vma_busy, before.shim_vma_busy) << "no busy mapping lookup was counted";
+  // The overlay shows the last stores: the file was named (its cache dropped).
+  // Not checked here: the server's copy. It can keep the zeros of the first
+  // read when the stores fall in the same timestamp tick as the ftruncate
+  // (the client reuses a chunk map whose size/mtime/ctime still match); a
+  // client issue, not the shim's (see the issue note).
+  const std::string expected = "last" + std::string(size - 4, 'm');
+  EXPECT_TRUE(FileContentIs(P("mapped.bin"), expected)) << "the mapped file was not named";
   umount2(bind.c_str(), MNT_DETACH);
 }
 

@@ -8,10 +8,17 @@
 #    fd kept open is reported once it is moved into the tree, and no longer
 #    once it is moved out;
 #  - the fanotify backstop names a file written by aio (io_submit: no hooked
-#    syscall) and ignores files outside the tree.
-#   usage: shim_trace_test.sh REPLIFS-SHIM-TRACE SHIM-DEV-PROBE SHIM-AIO-WRITE
+#    syscall) in the tree's root, in a directory that existed before, in one
+#    made and in one moved in while it runs (its directory marks follow),
+#    and ignores files outside the tree.
+#  - msync while another thread holds the mmap lock: the shim counts the
+#    lookups it could not make (vma_busy > 0) and fanotify names the file at
+#    its close.
+# The hooks are the ones REPLIFS_SHIM_HOOKS asks for (raw when unset): the
+# tracer must say it uses them (no silent fallback).
+#   usage: shim_trace_test.sh REPLIFS-SHIM-TRACE SHIM-DEV-PROBE SHIM-AIO-WRITE SHIM-MMAP-CONTEND
 set -euo pipefail
-trace=$1 probe=$2 aio=$3
+trace=$1 probe=$2 aio=$3 contend=$4
 if [[ $(id -u) != 0 ]]; then
   echo "shim_trace_test: needs root (eBPF)" >&2
   [[ "${CI:-}" == "true" ]] && exit 1
@@ -24,11 +31,14 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-mkdir -p "$work/prot" "$work/plain"
+mkdir -p "$work/prot/pre/deep" "$work/plain/moving/inner"
 "$trace" "$work/prot" 60 --fanotify > "$work/out" 2> "$work/err" &
 trace_pid=$!
 for _ in $(seq 100); do grep -q protecting "$work/err" && break; sleep 0.1; done
 grep -q protecting "$work/err" || { cat "$work/err" >&2; exit 1; }
+want_hooks="raw sys_enter/sys_exit"; [[ "${REPLIFS_SHIM_HOOKS:-raw}" == tracepoints ]] && want_hooks="85 tracepoints"
+grep -q "protecting .*($want_hooks, fanotify on 3 directories)" "$work/err" || {
+  echo "shim_trace_test: not the hooks asked for ($want_hooks) or not 3 directory marks:" >&2; cat "$work/err" >&2; exit 1; }
 
 # 1. Shared mappings, inside and outside.
 "$probe" --mmap-write "$work/prot/m"
@@ -47,6 +57,14 @@ exec 4>&-
 # 3. aio: invisible to the syscall hooks, seen by fanotify.
 "$aio" "$work/prot/aio.bin"
 "$aio" "$work/plain/aio_outside.bin"
+"$aio" "$work/prot/pre/deep/aio_pre.bin"
+mkdir "$work/prot/made"
+mv "$work/plain/moving" "$work/prot/moved"
+sleep 0.5  # the backstop marks new directories as their events arrive
+"$aio" "$work/prot/made/aio_made.bin"
+"$aio" "$work/prot/moved/inner/aio_moved.bin"
+# 4. msync against a busy mmap lock.
+"$contend" "$work/prot/contended" 1 > /dev/null
 sleep 0.5
 kill -INT "$trace_pid"; wait "$trace_pid" || true; trace_pid=""
 
@@ -65,12 +83,18 @@ expect_count 1 ' write path=moved_in off=7 len=9 '
 expect_count 1 ' write path=moved_out off=0 len=7 '
 expect_count 0 'off=7 len=10'  # the write after moving out
 expect '^pid=[0-9]+ fanotify path=aio.bin$'
+expect '^pid=[0-9]+ fanotify path=pre/deep/aio_pre.bin$'
+expect '^pid=[0-9]+ fanotify path=made/aio_made.bin$'
+expect '^pid=[0-9]+ fanotify path=moved/inner/aio_moved.bin$'
 expect_count 0 'outside'
 expect_count 0 'UNRESOLVED|OVERFLOW'
+expect '^pid=[0-9]+ fanotify path=contended$'
 grep -q 'dropped=0 ' "$work/err" || { echo "shim_trace_test: records dropped" >&2; fail=1; }
+grep -qE 'vma_busy=[1-9]' "$work/err" || { echo "shim_trace_test: no msync met a busy mmap lock (vma_busy=0)" >&2; fail=1; }
 if [[ $fail != 0 ]]; then
   echo "---- records" >&2; cat "$work/out" >&2; cat "$work/err" >&2
   exit 1
 fi
 echo "shim_trace_test: mapping hooks, verdict cache across renames and fanotify backstop as expected"
+grep 'records=' "$work/err"
 cat "$work/out"

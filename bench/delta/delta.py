@@ -2,6 +2,8 @@
 """bench/delta: what one edit costs to back up, replifs against rsync and restic.
 
 One command:  bench/delta/run [BUILD_DIR]   (root; needs /dev/fuse, rsync, restic)
+One case:     DELTA_CASES=d bench/delta/run   (the initial sync always runs first);
+              DELTA_PEERS=0 leaves rsync and restic out (quick profiling runs).
 
 The same data for every tool: a fixed mixed corpus (the machine's own
 /usr/share and /usr/lib files, in sorted order, interleaved with seeded
@@ -38,6 +40,11 @@ BIG = int(os.environ.get("DELTA_BIG", GiB))
 MID = int(os.environ.get("DELTA_MID", 256 * MiB))
 SMALL_FILES = int(os.environ.get("DELTA_SMALL", 10000))
 RECONCILE_FILES = int(os.environ.get("DELTA_RECONCILE", 100000))
+# Which cases to report, e.g. DELTA_CASES=e or DELTA_CASES=d ("r": the
+# remount). The initial sync runs always (every later case starts from it).
+CASES = os.environ.get("DELTA_CASES", "eabcdr")
+# DELTA_PEERS=0: replifs alone (quick profiling runs; ratios print as 0).
+WITH_PEERS = os.environ.get("DELTA_PEERS", "1") != "0"
 SEED = 20261125
 
 
@@ -385,8 +392,9 @@ def print_table(rows, targets):
           ("case", "tool", "wire", "ratio", "read", "ratio", "cpu s", "wall s", "note"))
     for case, results in rows:
         peers = [r for n, r in results if n != "replifs"]
-        best_wire = min(r["wire"] for r in peers) or 1
-        best_read = min(r["read"] for r in peers) or 1
+        # No peers (DELTA_PEERS=0): ratios print as 0.
+        best_wire = (min(r["wire"] for r in peers) or 1) if peers else float("inf")
+        best_read = (min(r["read"] for r in peers) or 1) if peers else float("inf")
         for name, r in results:
             note = ""
             if name == "replifs" and case in targets:
@@ -431,7 +439,7 @@ def main():
     rsyncd, port = start_rsync_daemon(root, rsyncs)
     restic = Restic(root)
     rf = Replifs(build, root)
-    peers = rsyncs + [restic]
+    peers = rsyncs + [restic] if WITH_PEERS else []
     rows = []
     try:
         # (e) initial sync.
@@ -450,7 +458,8 @@ def main():
             results.append((p.name, p.backup(peer, port)))
         for _, r in results:
             r["total"] = total_e
-        rows.append(("e", results))
+        if "e" in CASES:
+            rows.append(("e", results))
         log("bench/delta: (e) done")
 
         # Not measured: the two 256 MiB files join every copy.
@@ -463,6 +472,8 @@ def main():
             p.backup(peer, port)
 
         for case, edit in (("a", edit_a), ("b", edit_b), ("c", edit_c), ("d", edit_d)):
+            if case not in CASES:
+                continue
             results = [("replifs", rf.measure(edit))]
             edit(peer)()
             for p in peers:
@@ -499,7 +510,7 @@ def main():
     }
     print_table(rows, targets)
     sys.stdout.flush()
-    if RECONCILE_FILES > 0:
+    if RECONCILE_FILES > 0 and "r" in CASES:
         try:
             print(bench_reconcile(build, root))
         except SystemExit as e:

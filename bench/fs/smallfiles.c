@@ -1,5 +1,7 @@
 // Small-file workload for bench/fs: in DIR, create+write 4 KiB+close N files,
-// stat each, readdir all, unlink each. Prints "phase ops_per_second" lines.
+// stat each, readdir all, unlink each. Prints "phase ops_per_second" lines;
+// with a third argument, also "mark phase start_s end_s" lines (CLOCK_MONOTONIC,
+// for matching trace timestamps: bench/fs/profile).
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <fcntl.h>
@@ -17,8 +19,8 @@ static double Now(void) {
 }
 
 int main(int argc, char** argv) {
-  if (argc != 3) {
-    fprintf(stderr, "usage: smallfiles DIR N\n");
+  if (argc != 3 && argc != 4) {
+    fprintf(stderr, "usage: smallfiles DIR N [marks]\n");
     return 2;
   }
   const char* dir = argv[1];
@@ -64,5 +66,9 @@ int main(int argc, char** argv) {
   double t4 = Now();
   printf("create %.0f\nstat %.0f\nreaddir %.0f\nunlink %.0f\n", n / (t1 - t0), n / (t2 - t1),
          seen / (t3 - t2), n / (t4 - t3));
+  if (argc == 4) {
+    printf("mark create %.6f %.6f\nmark stat %.6f %.6f\n", t0, t1, t1, t2);
+    printf("mark readdir %.6f %.6f\nmark unlink %.6f %.6f\n", t2, t3, t3, t4);
+  }
   return 0;
 }

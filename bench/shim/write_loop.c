@@ -1,4 +1,6 @@
-/* write_loop FILE N: N one-byte write() calls to FILE (created, truncated);
+/* write_loop FILE N [read]: N one-byte write() calls to FILE (created,
+ * truncated), or with "read" N one-byte pread() calls (a syscall outside the
+ * shim's set: what the raw sys_enter/sys_exit hooks cost every other call);
  * prints "wall_seconds sys_seconds" of the loop alone. */
 #include <fcntl.h>
 #include <stdio.h>
@@ -20,18 +22,30 @@ static double sys_seconds(void) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 3) {
-    fprintf(stderr, "usage: write_loop FILE N\n");
+  if (argc != 3 && argc != 4) {
+    fprintf(stderr, "usage: write_loop FILE N [read]\n");
     return 2;
   }
   long n = atol(argv[2]);
-  int fd = open(argv[1], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  const int reads = argc == 4;
+  int fd = open(argv[1], O_RDWR | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) {
     perror(argv[1]);
     return 1;
   }
+  char c = 'x';
+  if (reads && write(fd, &c, 1) != 1) {
+    perror("write");
+    return 1;
+  }
   double t0 = now(), s0 = sys_seconds();
-  for (long i = 0; i < n; i++) {
+  for (long i = 0; reads && i < n; i++) {
+    if (pread(fd, &c, 1, 0) != 1) {
+      perror("pread");
+      return 1;
+    }
+  }
+  for (long i = 0; !reads && i < n; i++) {
     if (write(fd, "x", 1) != 1) {
       perror("write");
       return 1;

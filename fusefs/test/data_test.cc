@@ -9,7 +9,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <mutex>
 #include <set>
+#include <vector>
 
 #include "fusefs/test/mount_fixture.h"
 
@@ -257,6 +259,55 @@ TEST_F(MountTest, WriteOnlyAppendThroughWritebackCache) {
   }
   EXPECT_EQ(end, 100u);
   EXPECT_EQ(Lstat(B("log")).st_mode & 07777, 0600u);
+}
+
+// The replicator holds back files still open for writing: every write
+// handle counts until its RELEASE (which the kernel sends after close()
+// returns, so the test polls), read-only handles do not.
+TEST_F(MountTest, WriteHandlesAreCountedUntilReleased) {
+  OpenWriters& writers = fs_->open_writers();
+  std::mutex mu;
+  std::vector<uint64_t> last_closed;
+  writers.SetLastCloseListener([&](uint64_t ino) {
+    std::lock_guard lock(mu);
+    last_closed.push_back(ino);
+  });
+  auto count_becomes = [&](uint64_t ino, uint64_t want) {
+    for (int i = 0; i < 500 && writers.Count(ino) != want; ++i) usleep(10'000);
+    return writers.Count(ino) == want;
+  };
+  const uint64_t ino = Lstat(B("hello.txt")).st_ino;
+  const int reader = open(M("hello.txt").c_str(), O_RDONLY);
+  ASSERT_GE(reader, 0);
+  EXPECT_EQ(writers.Count(ino), 0u);
+  const int w1 = open(M("hello.txt").c_str(), O_WRONLY);
+  const int w2 = open(M("hello.txt").c_str(), O_RDWR);
+  ASSERT_GE(w1, 0);
+  ASSERT_GE(w2, 0);
+  EXPECT_EQ(writers.Count(ino), 2u);
+  close(w1);
+  EXPECT_TRUE(count_becomes(ino, 1));
+  {
+    std::lock_guard lock(mu);
+    EXPECT_TRUE(last_closed.empty()) << "one writer is still open";
+  }
+  close(w2);
+  EXPECT_TRUE(count_becomes(ino, 0));
+  close(reader);
+  const int created = open(M("new.tmp").c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+  ASSERT_GE(created, 0);
+  const uint64_t new_ino = Lstat(B("new.tmp")).st_ino;
+  EXPECT_EQ(writers.Count(new_ino), 1u) << "a created file is open for writing";
+  close(created);
+  EXPECT_TRUE(count_becomes(new_ino, 0));
+  auto closed_count = [&] {
+    std::lock_guard lock(mu);
+    return last_closed.size();
+  };
+  for (int i = 0; i < 500 && closed_count() < 2; ++i) usleep(10'000);
+  writers.SetLastCloseListener(nullptr);
+  std::lock_guard lock(mu);
+  EXPECT_EQ(last_closed, (std::vector<uint64_t>{ino, new_ino}));
 }
 
 }  // namespace

@@ -67,6 +67,7 @@ void MountTest::SetUp() {
   options.fsname = "replifs-test";
   // Not fuse.replifs: `replifs mount` (other tests) detaches those it finds no daemon for.
   options.subtype = "replifs-test";
+  options.max_pinned_fds = max_pinned_fds_;
   absl::StatusOr<std::unique_ptr<PassthroughFs>> fs = PassthroughFs::Mount(options, &sink_);
   ASSERT_TRUE(fs.ok()) << fs.status();
   fs_ = std::move(*fs);

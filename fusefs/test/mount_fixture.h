@@ -5,6 +5,7 @@
 
 #include <sys/stat.h>
 
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -63,6 +64,7 @@ class MountTest : public ::testing::Test {
 
   std::string dir_;
   int root_fd_ = -1;
+  std::size_t max_pinned_fds_ = 0;  // MountOptions::max_pinned_fds; set before SetUp
   RecordingSink sink_;
   std::unique_ptr<PassthroughFs> fs_;
   std::thread loop_;

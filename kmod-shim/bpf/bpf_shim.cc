@@ -51,16 +51,43 @@ int Silent(enum libbpf_print_level level, const char* format, va_list args) {
   return 0;
 }
 
+// Opens and loads the programs of one hook kind (the other kind's are not loaded).
+replifs_shim_bpf* OpenAndLoad(bool raw) {
+  replifs_shim_bpf* skel = replifs_shim_bpf__open();
+  if (skel == nullptr) return nullptr;
+  bpf_program__set_autoload(skel->progs.shim_raw_enter, raw);
+  bpf_program__set_autoload(skel->progs.shim_raw_exit, raw);
+  bpf_program__set_autoload(skel->progs.shim_enter, !raw);
+  bpf_program__set_autoload(skel->progs.shim_exit, !raw);
+  if (replifs_shim_bpf__load(skel) != 0) {
+    const int err = errno;
+    replifs_shim_bpf__destroy(skel);
+    errno = err;
+    return nullptr;
+  }
+  return skel;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<BpfShim>> BpfShim::Start(const replifs_shim_config& config, RecordFn on_record) {
-  if (absl::Status s = EnsureTracefs(); !s.ok()) return s;
   libbpf_set_print(Silent);
   std::unique_ptr<BpfShim> shim(new BpfShim());
   shim->state_ = std::make_unique<State>();
   shim->on_record_ = std::move(on_record);
   State& st = *shim->state_;
-  st.skel = replifs_shim_bpf__open_and_load();
+  // Raw sys_enter/sys_exit (tp_btf) are the cheaper hooks; the per-syscall
+  // tracepoints are the fallback (and REPLIFS_SHIM_HOOKS=tracepoints).
+  const char* want = getenv("REPLIFS_SHIM_HOOKS");
+  shim->raw_ = want == nullptr || std::strcmp(want, "tracepoints") != 0;
+  if (shim->raw_) {
+    st.skel = OpenAndLoad(/*raw=*/true);
+    if (st.skel == nullptr) shim->raw_ = false;
+  }
+  if (!shim->raw_) {
+    if (absl::Status s = EnsureTracefs(); !s.ok()) return s;
+    st.skel = OpenAndLoad(/*raw=*/false);
+  }
   if (st.skel == nullptr) {
     return absl::UnavailableError(absl::StrCat("cannot load the eBPF shim: ", strerror(errno)));
   }
@@ -79,7 +106,17 @@ absl::StatusOr<std::unique_ptr<BpfShim>> BpfShim::Start(const replifs_shim_confi
     key.ino = 0;
     (void)bpf_map__update_elem(st.skel->maps.shim_devs, &key, sizeof(key), &i, sizeof(i), BPF_NOEXIST);
   }
-  for (const char* name : ShimTracepoints()) {
+  if (shim->raw_) {
+    for (bpf_program* prog : {st.skel->progs.shim_raw_enter, st.skel->progs.shim_raw_exit}) {
+      bpf_link* link = bpf_program__attach(prog);
+      if (link == nullptr) {
+        return absl::UnavailableError(
+            absl::StrCat("cannot attach ", bpf_program__name(prog), " (raw sys_enter/sys_exit): ", strerror(errno)));
+      }
+      st.links.push_back(link);
+    }
+  }
+  for (const char* name : shim->raw_ ? std::vector<const char*>{} : ShimTracepoints()) {
     const std::string enter = absl::StrCat("sys_enter_", name), exit = absl::StrCat("sys_exit_", name);
     bpf_link* link = bpf_program__attach_tracepoint(st.skel->progs.shim_enter, "syscalls", enter.c_str());
     if (link == nullptr) return absl::UnavailableError(absl::StrCat("cannot attach to ", enter, ": ", strerror(errno)));
@@ -119,6 +156,7 @@ absl::Status BpfShim::Poll(int timeout_ms) {
 uint64_t BpfShim::dropped() const { return __atomic_load_n(&state_->skel->bss->dropped, __ATOMIC_RELAXED); }
 uint64_t BpfShim::sent() const { return __atomic_load_n(&state_->skel->bss->sent, __ATOMIC_RELAXED); }
 uint64_t BpfShim::untracked() const { return __atomic_load_n(&state_->skel->bss->saved_full, __ATOMIC_RELAXED); }
+uint64_t BpfShim::vma_busy() const { return __atomic_load_n(&state_->skel->bss->vma_busy, __ATOMIC_RELAXED); }
 uint64_t BpfShim::unresolved() const { return __atomic_load_n(&state_->skel->bss->unresolved, __ATOMIC_RELAXED); }
 
 }  // namespace replifs::shim

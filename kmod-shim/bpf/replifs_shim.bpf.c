@@ -44,12 +44,25 @@ struct {
   __type(value, struct replifs_shim_config);
 } shim_config SEC(".maps");
 
+/* The call in progress, per thread (task storage: created once per thread,
+ * then a pointer in the task, so saving needs no allocation or bucket lock
+ * that could fail). `syscall` is REPLIFS_SYS_NONE when nothing is saved. */
 struct {
-  __uint(type, BPF_MAP_TYPE_HASH);
-  __uint(max_entries, 16384);
-  __type(key, __u64);
+  __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, int);
   __type(value, struct saved_call);
 } calls SEC(".maps");
+
+/* Where a call goes when its thread has no slot and none can be made (task
+ * storage refuses while another task-storage operation runs on this CPU, or
+ * memory is short): keyed by pid_tgid, looked at only while non-empty. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 4096);
+  __type(key, __u64);
+  __type(value, struct saved_call);
+} spilled_calls SEC(".maps");
 
 /* The roots again, for one lookup per level of the d_parent walk: (dev, ino)
  * -> root index, and dev -> index of the first root on it. Filled by the
@@ -114,7 +127,8 @@ __u64 vma_busy = 0;     /* msync/munmap whose mapping could not be looked up (lo
                          * busy): left to fanotify's FAN_CLOSE_WRITE at the last fput */
 __u64 dropped = 0;      /* records the ring buffer had no room for */
 __u64 sent = 0;         /* records delivered */
-__u64 saved_full = 0;   /* calls not tracked: the per-thread table was full */
+__u64 saved_full = 0;   /* calls not tracked: no per-thread slot could be made, spill table full */
+__s64 spilled = 0;      /* calls now in spilled_calls */
 __u32 overflow_pending = 0;
 
 static __always_inline struct replifs_shim_config *shim_cfg(void) {
@@ -387,15 +401,13 @@ static __always_inline void emit_file_now(struct replifs_shim_config *cfg, __u32
   if (s) send(s, off);
 }
 
-static __always_inline int on_enter(struct trace_event_raw_sys_enter *ctx, __u32 sc) {
+/* c: the call's number in the set and its six arguments, filled by the hook. */
+static __always_inline int on_enter(struct saved_call c) {
+  __u32 sc = c.syscall;
   struct replifs_shim_config *cfg = shim_cfg();
   if (!cfg || cfg->nroots == 0) return 0;
   __u64 pid_tgid = bpf_get_current_pid_tgid();
   if ((pid_tgid >> 32) == cfg->daemon_tgid) return 0;
-  struct saved_call c = {};
-  c.syscall = sc;
-#pragma unroll
-  for (int i = 0; i < 6; i++) c.args[i] = BPF_CORE_READ(ctx, args[i]);
   struct call_shape shape = shape_of(sc);
   if (sc == REPLIFS_SYS_UTIMENSAT && c.args[1] == 0) {
     if (!fd_on_protected_dev(cfg, c.args[0])) return 0;  /* futimens(fd) */
@@ -433,19 +445,39 @@ static __always_inline int on_enter(struct trace_event_raw_sys_enter *ctx, __u32
     else bpf_probe_read_user(&c.open_flags, sizeof(c.open_flags), (void *)c.args[2]);
     if (!(c.open_flags & (O_CREAT_ | O_TRUNC_))) return 0;
   }
-  if (bpf_map_update_elem(&calls, &pid_tgid, &c, BPF_ANY) != 0) {
-    __sync_fetch_and_add(&saved_full, 1);
-    __sync_fetch_and_add(&unresolved, 1);  /* a call we will not name: rescan */
+  struct saved_call *slot =
+      bpf_task_storage_get(&calls, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+  if (slot) {
+    *slot = c;
+    return 0;
   }
+  if (bpf_map_update_elem(&spilled_calls, &pid_tgid, &c, BPF_ANY) == 0) {
+    __sync_fetch_and_add(&spilled, 1);
+    return 0;
+  }
+  __sync_fetch_and_add(&saved_full, 1);
+  __sync_fetch_and_add(&unresolved, 1);  /* a call we will not name: rescan */
   return 0;
 }
 
-static __always_inline int on_exit(long ret) {
-  __u64 pid_tgid = bpf_get_current_pid_tgid();
-  struct saved_call *saved = bpf_map_lookup_elem(&calls, &pid_tgid);
-  if (!saved) return 0;
-  struct saved_call c = *saved;
-  bpf_map_delete_elem(&calls, &pid_tgid);
+/* exiting: the call now ending; a slot left by another call (whose exit was
+ * missed) is dropped, not paired with this one. */
+static __always_inline int on_exit(__u32 exiting, long ret) {
+  struct saved_call *saved = bpf_task_storage_get(&calls, bpf_get_current_task_btf(), 0, 0);
+  struct saved_call c;
+  if (saved && saved->syscall != REPLIFS_SYS_NONE) {
+    c = *saved;
+    saved->syscall = REPLIFS_SYS_NONE;
+  } else if (spilled > 0) {
+    __u64 pid_tgid = bpf_get_current_pid_tgid();
+    saved = bpf_map_lookup_elem(&spilled_calls, &pid_tgid);
+    if (!saved) return 0;
+    c = *saved;
+    if (bpf_map_delete_elem(&spilled_calls, &pid_tgid) == 0) __sync_fetch_and_sub(&spilled, 1);
+  } else {
+    return 0;
+  }
+  if (c.syscall != exiting) return 0;
   if (ret < 0) return 0;
   struct replifs_shim_config *cfg = shim_cfg();
   if (!cfg) return 0;
@@ -569,19 +601,64 @@ static __always_inline __u32 shim_syscall(long nr) {
   return REPLIFS_SYS_NONE;
 }
 
-/* One program each for entry and exit, attached by the loader to every
- * sys_enter_X / sys_exit_X of the set (kmod-shim/bpf/bpf_shim.cc lists them). */
+/* Renames end with the calls saved at their entry; a rename may move a
+ * dentry in or out of a tree, so cached verdicts are stale from then on. */
+static __always_inline bool is_rename_nr(long nr) { return nr == 82 || nr == 264 || nr == 316; }
+
+/* Two ways to hook the same calls (the loader attaches one set):
+ * - "raw" (default): tp_btf on the raw sys_enter/sys_exit tracepoints. They
+ *   fire for every syscall, so the id is switched on first; no perf record
+ *   is built, which makes them cheaper than
+ * - "tracepoints": one program each for entry and exit attached to every
+ *   syscalls/sys_enter_X / sys_exit_X of the set (bpf_shim.cc lists them). */
 SEC("tracepoint")
 int shim_enter(struct trace_event_raw_sys_enter *ctx) {
-  __u32 sc = shim_syscall(BPF_CORE_READ(ctx, id));
-  if (sc == REPLIFS_SYS_NONE) return 0;
-  return on_enter(ctx, sc);
+  struct saved_call c = {};
+  c.syscall = shim_syscall(BPF_CORE_READ(ctx, id));
+  if (c.syscall == REPLIFS_SYS_NONE) return 0;
+#pragma unroll
+  for (int i = 0; i < 6; i++) c.args[i] = BPF_CORE_READ(ctx, args[i]);
+  return on_enter(c);
 }
 
 SEC("tracepoint")
 int shim_exit(struct trace_event_raw_sys_exit *ctx) {
   long nr = BPF_CORE_READ(ctx, id);
-  /* A rename may move a dentry in or out of a tree: cached verdicts are stale. */
-  if (nr == 82 || nr == 264 || nr == 316) __sync_fetch_and_add(&tree_gen, 1);
-  return on_exit(BPF_CORE_READ(ctx, ret));
+  if (is_rename_nr(nr)) __sync_fetch_and_add(&tree_gen, 1);
+  return on_exit(shim_syscall(nr), BPF_CORE_READ(ctx, ret));
+}
+
+#define TS_COMPAT_ 0x0002
+/* A 32-bit (compat) call: its number means another syscall in the 64-bit
+ * table. The per-syscall tracepoints skip these too; fanotify backstops. */
+static __always_inline bool compat_call(void) {
+  struct task_struct *task = bpf_get_current_task_btf();
+  return task->thread_info.status & TS_COMPAT_;
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(shim_raw_enter, struct pt_regs *regs, long id) {
+  struct saved_call c = {};
+  c.syscall = shim_syscall(id);
+  if (c.syscall == REPLIFS_SYS_NONE || compat_call()) return 0;
+  /* The x86-64 syscall argument registers. */
+  c.args[0] = regs->di;
+  c.args[1] = regs->si;
+  c.args[2] = regs->dx;
+  c.args[3] = regs->r10;
+  c.args[4] = regs->r8;
+  c.args[5] = regs->r9;
+  return on_enter(c);
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(shim_raw_exit, struct pt_regs *regs, long ret) {
+  long nr = regs->orig_ax;
+  __u32 sc = shim_syscall(nr);
+  /* Decided at entry, or not ours: no lookup in the per-thread table. */
+  if (sc == REPLIFS_SYS_NONE || sc == REPLIFS_SYS_CLOSE || sc == REPLIFS_SYS_MSYNC || sc == REPLIFS_SYS_MUNMAP)
+    return 0;
+  if (compat_call()) return 0;
+  if (is_rename_nr(nr)) __sync_fetch_and_add(&tree_gen, 1);
+  return on_exit(sc, ret);
 }

@@ -1,5 +1,6 @@
 #include "kmod-shim/reader/fanotify_backstop.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/fanotify.h>
@@ -19,6 +20,13 @@ namespace {
 
 constexpr size_t kMaxCachedVerdicts = 1 << 16;
 constexpr useconds_t kBatchDelayUs = 50 * 1000;
+constexpr int kMaxMarkDepth = 256;  // deeper directories are not marked (counted as unresolved)
+
+// Each directory of the tree: its files' data changes, and new directories
+// (FAN_ONDIR) to be marked in turn. FAN_CREATE/FAN_MOVED_TO also report new
+// files; those are skipped (their writes come as FAN_MODIFY).
+constexpr uint64_t kDirMask =
+    FAN_MODIFY | FAN_CLOSE_WRITE | FAN_CREATE | FAN_MOVED_TO | FAN_ONDIR | FAN_EVENT_ON_CHILD;
 
 std::string FdPath(int fd) {
   char link[64], buf[PATH_MAX];
@@ -37,20 +45,22 @@ absl::StatusOr<std::unique_ptr<FanotifyBackstop>> FanotifyBackstop::Start(int ro
   const std::string magic = absl::StrCat("/proc/self/fd/", root_fd);
   int dir_fd = open(magic.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir_fd < 0) return absl::UnavailableError(absl::StrCat("cannot open the protected directory: ", strerror(errno)));
-  // File handles (FAN_REPORT_FID), not open descriptors: no open per event
-  // anywhere on the filesystem. Unlimited queue: an overflow costs a rescan.
-  int fd = fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_FID | FAN_UNLIMITED_QUEUE,
+  // File handles (FAN_REPORT_FID), not open descriptors: no open per event.
+  // DFID_NAME: a new directory's parent and name, so it can be marked.
+  // Unlimited queue (an overflow costs a rescan) and marks (one per directory).
+  int fd = fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK | FAN_REPORT_FID | FAN_REPORT_DFID_NAME |
+                             FAN_UNLIMITED_QUEUE | FAN_UNLIMITED_MARKS,
                          O_RDONLY | O_LARGEFILE);
   if (fd < 0) {
     const int err = errno;
     close(dir_fd);
     return absl::UnavailableError(absl::StrCat("fanotify_init: ", strerror(err)));
   }
-  if (fanotify_mark(fd, FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_MODIFY | FAN_CLOSE_WRITE, dir_fd, nullptr) != 0) {
+  if (fanotify_mark(fd, FAN_MARK_ADD, kDirMask, dir_fd, nullptr) != 0) {
     const int err = errno;
     close(fd);
     close(dir_fd);
-    return absl::UnavailableError(absl::StrCat("fanotify_mark (filesystem): ", strerror(err)));
+    return absl::UnavailableError(absl::StrCat("fanotify_mark (protected directory): ", strerror(err)));
   }
   std::unique_ptr<FanotifyBackstop> b(new FanotifyBackstop());
   b->fan_fd_ = fd;
@@ -61,7 +71,56 @@ absl::StatusOr<std::unique_ptr<FanotifyBackstop>> FanotifyBackstop::Start(int ro
   b->debug_ = getenv("REPLIFS_SHIM_DEBUG") != nullptr;
   b->seen_by_shim_ = std::move(seen_by_shim);
   if (b->root_path_.empty()) return absl::InternalError("cannot read the protected directory's path");
+  struct stat st;
+  if (fstat(dir_fd, &st) != 0) return absl::InternalError(absl::StrCat("fstat: ", strerror(errno)));
+  b->MarkTree(dup(dir_fd), st.st_dev, 0);
   return b;
+}
+
+void FanotifyBackstop::MarkTree(int dir_fd, dev_t dev, int depth) {
+  if (dir_fd < 0) return;
+  if (depth > kMaxMarkDepth || fanotify_mark(fan_fd_, FAN_MARK_ADD, kDirMask, dir_fd, nullptr) != 0) {
+    ++unresolved_;  // writes below it that the hooks miss wait for a rescan
+    close(dir_fd);
+    return;
+  }
+  ++marks_;
+  DIR* dir = fdopendir(dir_fd);
+  if (dir == nullptr) {
+    close(dir_fd);
+    return;
+  }
+  while (const dirent* e = readdir(dir)) {
+    if (e->d_type != DT_DIR && e->d_type != DT_UNKNOWN) continue;
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    int sub = openat(dirfd(dir), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (sub < 0) continue;  // not a directory (DT_UNKNOWN), or gone
+    struct stat st;
+    if (fstat(sub, &st) != 0 || st.st_dev != dev) {  // another filesystem mounted here: not ours
+      close(sub);
+      continue;
+    }
+    MarkTree(sub, dev, depth + 1);
+  }
+  closedir(dir);
+}
+
+void FanotifyBackstop::MarkNewDirectory(const void* parent_handle, const char* name) {
+  int parent = open_by_handle_at(
+      root_fd_, const_cast<struct file_handle*>(static_cast<const struct file_handle*>(parent_handle)),
+      O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (parent < 0) {
+    if (errno != ESTALE) ++unresolved_;
+    return;
+  }
+  struct stat st;
+  int sub = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (sub >= 0 && fstat(sub, &st) == 0) {
+    MarkTree(sub, st.st_dev, 0);
+  } else if (sub >= 0) {
+    close(sub);
+  }  // else removed or renamed again since: its new place sends its own event
+  close(parent);
 }
 
 FanotifyBackstop::~FanotifyBackstop() {
@@ -118,10 +177,28 @@ absl::Status FanotifyBackstop::Poll(int timeout_ms) {
         ++overflows_;
         continue;
       }
+      // Info records: DFID_NAME (parent + name), then FID (the file) for data events.
+      const fanotify_event_info_fid* file_info = nullptr;
+      const fanotify_event_info_fid* dir_info = nullptr;
+      for (size_t at = sizeof(*m); at + sizeof(fanotify_event_info_header) <= m->event_len;) {
+        const auto* hdr = reinterpret_cast<const fanotify_event_info_header*>(reinterpret_cast<const char*>(m) + at);
+        if (hdr->len < sizeof(fanotify_event_info_fid) || at + hdr->len > m->event_len) break;
+        const auto* info = reinterpret_cast<const fanotify_event_info_fid*>(hdr);
+        if (hdr->info_type == FAN_EVENT_INFO_TYPE_FID) file_info = info;
+        if (hdr->info_type == FAN_EVENT_INFO_TYPE_DFID_NAME) dir_info = info;
+        at += hdr->len;
+      }
+      if (m->mask & (FAN_CREATE | FAN_MOVED_TO)) {
+        // A new directory in the tree (even the daemon's): mark it and below.
+        if ((m->mask & FAN_ONDIR) && dir_info != nullptr) {
+          const auto* parent = reinterpret_cast<const struct file_handle*>(dir_info->handle);
+          MarkNewDirectory(parent, reinterpret_cast<const char*>(parent->f_handle + parent->handle_bytes));
+        }
+        if (!(m->mask & (FAN_MODIFY | FAN_CLOSE_WRITE))) continue;
+      }
       if (static_cast<uint32_t>(m->pid) == ignore_tgid_) continue;  // the overlay's own I/O
-      const auto* info = reinterpret_cast<const fanotify_event_info_fid*>(m + 1);
-      if (m->event_len < sizeof(*m) + sizeof(*info) || info->hdr.info_type != FAN_EVENT_INFO_TYPE_FID) continue;
-      const auto* handle = reinterpret_cast<const struct file_handle*>(info->handle);
+      if (file_info == nullptr) continue;
+      const auto* handle = reinterpret_cast<const struct file_handle*>(file_info->handle);
       const std::string key(reinterpret_cast<const char*>(handle), sizeof(*handle) + handle->handle_bytes);
       uint64_t ino = 0;
       const std::string rel = Resolve(key, handle, &ino);

@@ -1,9 +1,13 @@
-// The shim's backstop: a fanotify mark on the whole backing filesystem
-// (FAN_MARK_FILESYSTEM, FAN_MODIFY | FAN_CLOSE_WRITE, file handles) names
-// files changed by what no syscall hook can see or resolve -- io_uring, aio,
-// FICLONE/reflink, stores through a shared mapping (at close) -- so the
-// daemon re-reads them. Events outside the protected tree, from the daemon
-// itself (the overlay's I/O), or already reported by the shim are dropped.
+// The shim's backstop: fanotify marks on every directory of the protected
+// tree (FAN_EVENT_ON_CHILD: FAN_MODIFY | FAN_CLOSE_WRITE of the files in it,
+// file handles) name files changed by what no syscall hook can see or
+// resolve -- io_uring, aio, FICLONE/reflink, stores through a shared mapping
+// (at close) -- so the daemon re-reads them. Directory marks, not one mark
+// on the whole filesystem, so that writes outside the tree cost nothing;
+// directories created in or moved into the tree are marked as their
+// FAN_CREATE / FAN_MOVED_TO arrives (a write made in a new directory before
+// that is left to the hooks). Events from the daemon itself (the overlay's
+// I/O), or already reported by the shim, are dropped.
 #pragma once
 
 #include <sys/types.h>
@@ -41,12 +45,18 @@ class FanotifyBackstop {
 
   uint64_t changes() const { return changes_; }        // files reported to ChangeFn
   uint64_t overflows() const { return overflows_; }    // queue overflows (rescan the tree)
-  uint64_t unresolved() const { return unresolved_; }  // handles that could not be opened
+  uint64_t unresolved() const { return unresolved_; }  // handles that could not be opened, dirs not marked
+  uint64_t marks() const { return marks_; }            // directory marks added (incl. repeats)
 
  private:
   FanotifyBackstop() = default;
   // Path of the file behind a handle relative to the root; "" when outside (cached).
   std::string Resolve(const std::string& handle_key, const void* file_handle, uint64_t* ino);
+  // Marks dir_fd's directory and every directory below it on the same
+  // device (idempotent: a re-marked directory is merged). Takes dir_fd.
+  void MarkTree(int dir_fd, dev_t dev, int depth);
+  // A directory appeared under `parent` (a handle) as `name`: mark it and below.
+  void MarkNewDirectory(const void* parent_handle, const char* name);
 
   int fan_fd_ = -1;
   int root_fd_ = -1;  // our own descriptor on the protected directory
@@ -57,7 +67,7 @@ class FanotifyBackstop {
   std::unordered_map<std::string, bool> verdicts_;  // handle -> outside the tree (true)
   std::atomic<bool> forget_verdicts_{false};
   bool debug_ = false;  // REPLIFS_SHIM_DEBUG: each event and its resolution on stderr
-  uint64_t changes_ = 0, overflows_ = 0, unresolved_ = 0;
+  uint64_t changes_ = 0, overflows_ = 0, unresolved_ = 0, marks_ = 0;
 };
 
 }  // namespace replifs::shim

@@ -32,4 +32,14 @@ namespace replifs::shim {
 std::optional<std::string> ResolveInProcess(uint32_t tgid, const std::string& name, bool absolute, uint64_t root_dev,
                                             uint64_t root_ino);
 
+// Names a file the kernel could not (deeper than the shim's bounded walk)
+// from the process that changed it: finds a descriptor of TGID open on
+// (dev, ino) in /proc/TGID/fd and reopens that very file by its handle on
+// the root's own mount (root_fd: a descriptor, not O_PATH, on the protected
+// directory), whose path then lies under the root's. The writer's own path
+// may not: an fd opened before the overlay names the covered tree, a bind
+// mount another place. nullopt when no such descriptor is open any more,
+// or the file is not under the root.
+std::optional<std::string> PathOfOpenFile(uint32_t tgid, uint64_t dev, uint64_t ino, int root_fd);
+
 }  // namespace replifs::shim

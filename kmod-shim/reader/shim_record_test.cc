@@ -2,6 +2,8 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <string>
@@ -163,6 +165,39 @@ TEST(FsPathTest, RelativeToRoot) {
   EXPECT_FALSE(RelativeToRoot("srv/database", "srv/data", &out));
   EXPECT_TRUE(RelativeToRoot("a/b", "", &out));
   EXPECT_EQ(out, "a/b");
+}
+
+// A file deeper than the kernel's walk is named from this process's open
+// descriptor on it; closed, it cannot be named that way.
+TEST(FsPathTest, PathOfOpenFileNamesADeepFileFromItsDescriptor) {
+  char tmpl[] = "/tmp/shim-fs-path-test.XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string root = tmpl;
+  std::string rel;
+  for (int i = 0; i < REPLIFS_SHIM_MAX_DEPTH + 6; ++i) {
+    rel += "d" + std::to_string(i) + "/";
+    ASSERT_EQ(mkdir((root + "/" + rel).c_str(), 0755), 0);
+  }
+  rel += "f";
+  int fd = open((root + "/" + rel).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0);
+  struct stat file_st;
+  ASSERT_EQ(fstat(fd, &file_st), 0);
+  int root_fd = open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(root_fd, 0);
+  std::optional<std::string> path = PathOfOpenFile(getpid(), file_st.st_dev, file_st.st_ino, root_fd);
+  ASSERT_TRUE(path.has_value());
+  EXPECT_EQ(*path, rel);
+  // A root the file is not under: not named.
+  ASSERT_EQ(mkdir((root + "/other").c_str(), 0755), 0);
+  int other_fd = open((root + "/other").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(other_fd, 0);
+  EXPECT_EQ(PathOfOpenFile(getpid(), file_st.st_dev, file_st.st_ino, other_fd), std::nullopt);
+  close(other_fd);
+  close(fd);
+  EXPECT_EQ(PathOfOpenFile(getpid(), file_st.st_dev, file_st.st_ino, root_fd), std::nullopt);
+  close(root_fd);
+  ASSERT_EQ(system(("rm -rf " + root).c_str()), 0);
 }
 
 TEST(FsPathTest, PathInFilesystemOfProcIsTheRoot) {

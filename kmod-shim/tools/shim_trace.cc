@@ -18,6 +18,7 @@
 
 #include <fcntl.h>
 
+#include "absl/strings/str_cat.h"
 #include "kmod-shim/bpf/bpf_shim.h"
 #include "kmod-shim/reader/fanotify_backstop.h"
 #include "kmod-shim/reader/fs_path.h"
@@ -107,7 +108,9 @@ int main(int argc, char** argv) {
   }
   signal(SIGINT, OnSignal);
   signal(SIGTERM, OnSignal);
-  std::cerr << "replifs-shim-trace: protecting " << dir << " (" << (*shim)->attached() << " tracepoints)" << std::endl;
+  std::cerr << "replifs-shim-trace: protecting " << dir << " ("
+            << ((*shim)->raw() ? "raw sys_enter/sys_exit" : absl::StrCat((*shim)->attached(), " tracepoints"))
+            << (fanotify ? absl::StrCat(", fanotify on ", fanotify->marks(), " directories") : "") << ")" << std::endl;
   auto start = std::chrono::steady_clock::now();
   while (!g_stop && std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < seconds) {
     if (auto s = (*shim)->Poll(100); !s.ok()) std::cerr << "replifs-shim-trace: " << s << "\n";
@@ -117,6 +120,7 @@ int main(int argc, char** argv) {
   (void)(*shim)->Poll(0);
   std::cerr << "replifs-shim-trace: records=" << records << " bad=" << bad << " dropped=" << (*shim)->dropped()
             << " untracked=" << (*shim)->untracked() << " unresolved=" << (*shim)->unresolved()
+            << " vma_busy=" << (*shim)->vma_busy()
             << " fanotify=" << fan_changes << " fanotify_overflows=" << (fanotify ? fanotify->overflows() : 0)
             << std::endl;
   return bad == 0 ? 0 : 1;

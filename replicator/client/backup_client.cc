@@ -4,17 +4,24 @@
 #include <iostream>
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "replicator/client/node_snapshot.h"
+#include "replicator/delta/chunk_list_delta.h"
+#include "replicator/delta/chunk_patch.h"
 #include "replicator/client/path_rules.h"
+#include "replicator/client/upload_pipeline.h"
 #include "replicator/telemetry/log.h"
 
 namespace replifs::client {
 namespace {
 
-constexpr size_t kUploadBatchBytes = 32 << 20;
+// Chunks read are handed to the upload thread in groups of this size (the
+// server stores 16 MiB per sync); two groups may wait while a third is read.
+constexpr size_t kUploadBatchBytes = 16 << 20;
 
 uint64_t MaxSeq(const v1::BackupCommand& command) {
   uint64_t seq = command.event().seq();
@@ -30,7 +37,7 @@ class BackupClient::BatchBuilder {
  public:
   BatchBuilder(RepoConnection* connection, int root_fd, ChunkMapStore* maps,
                BackupClientStats* stats)
-      : connection_(connection), root_fd_(root_fd), maps_(maps), stats_(stats) {}
+      : connection_(connection), root_fd_(root_fd), maps_(maps), stats_(stats), uploads_(connection) {}
 
   // Snapshot of `path` as a put; NotFound if it is gone. With `command`
   // (CONTENT or ATTRIBUTES) the file's chunk map limits what is read.
@@ -127,37 +134,60 @@ class BackupClient::BatchBuilder {
     operations_.push_back(std::move(op));
   }
 
+  // Hands what was read so far to the upload thread and waits until the
+  // server stores all of it: before an Apply.
   absl::Status FlushUploads() {
-    if (pending_.empty()) return absl::OkStatus();
-    std::vector<std::string> ids;
-    for (const auto& item : pending_) ids.push_back(item.id);
-    absl::StatusOr<std::vector<std::string>> missing = connection_->MissingChunks(ids);
-    if (!missing.ok()) return missing.status();
-    std::set<std::string> wanted(missing->begin(), missing->end());
-    std::vector<RepoConnection::UploadItem> uploads;
-    for (auto& item : pending_) {
-      if (wanted.count(item.id)) uploads.push_back(std::move(item));
-    }
-    pending_.clear();
-    pending_bytes_ = 0;
-    absl::StatusOr<uint64_t> sent = connection_->UploadChunks(uploads);
-    if (!sent.ok()) return sent.status();
-    stats_->chunks_uploaded += uploads.size();
-    stats_->bytes_uploaded += *sent;
-    return absl::OkStatus();
+    absl::Status status = SubmitPending();
+    status.Update(uploads_.Drain());
+    stats_->chunks_uploaded += uploads_.chunks_uploaded() - counted_chunks_;
+    stats_->bytes_uploaded += uploads_.bytes_uploaded() - counted_bytes_;
+    counted_chunks_ = uploads_.chunks_uploaded();
+    counted_bytes_ = uploads_.bytes_uploaded();
+    return status;
   }
 
   std::vector<v1::Operation>& operations() { return operations_; }
 
+  // The operations as sent: with `use_deltas`, a put whose previous chunk
+  // list the server should hold (the file's acknowledged map) carries only
+  // splices of it when that is smaller (backup.proto, ChunkListDelta).
+  std::vector<v1::Operation> WireOperations(bool use_deltas) {
+    std::vector<v1::Operation> wire = operations_;
+    sent_deltas_ = false;
+    if (!use_deltas) return wire;
+    for (const auto& [index, base] : bases_) {
+      v1::Operation& op = wire[index];
+      if (!op.has_put() || op.put().type() != v1::NodeState::REGULAR) continue;
+      v1::ChunkListDelta delta = delta::MakeChunkListDelta(base, op.put().chunks());
+      size_t full_bytes = 0;
+      for (const v1::ChunkRef& ref : op.put().chunks()) full_bytes += ref.ByteSizeLong() + 2;
+      if (delta.ByteSizeLong() >= full_bytes) continue;
+      op.mutable_put()->clear_chunks();
+      *op.mutable_put_chunks_delta() = std::move(delta);
+      sent_deltas_ = true;
+    }
+    return wire;
+  }
+  bool sent_deltas() const { return sent_deltas_; }
+
  private:
   ChunkSink ChunkSinkFn() {
     return [this](const chunker::ChunkId& id, std::span<const uint8_t> data) {
+      std::optional<delta::ChunkPatch> patch = std::exchange(next_patch_, std::nullopt);
       std::string key = id.ToBytes();
       if (!queued_ids_.insert(key).second) return absl::OkStatus();
-      pending_.push_back({std::move(key), std::string(data.begin(), data.end())});
+      pending_.push_back({std::move(key), std::string(data.begin(), data.end()), std::move(patch)});
       pending_bytes_ += data.size();
-      return pending_bytes_ >= kUploadBatchBytes ? FlushUploads() : absl::OkStatus();
+      // Reading goes on while the group is compressed and sent.
+      return pending_bytes_ >= kUploadBatchBytes ? SubmitPending() : absl::OkStatus();
     };
+  }
+
+  absl::Status SubmitPending() {
+    std::vector<RepoConnection::UploadItem> group;
+    group.swap(pending_);
+    pending_bytes_ = 0;
+    return uploads_.Submit(std::move(group));
   }
 
   absl::Status Snapshot(const std::string& path, uint64_t seq, int64_t time_ns,
@@ -167,8 +197,25 @@ class BackupClient::BatchBuilder {
     options.map_out = &map;
     options.reused_ids = &reused;
     options.bytes_read = &stats_->bytes_read;
+    // The acknowledged map the file is re-chunked from is also the base of
+    // its chunk-list delta, and its chunks the sources of patches.
+    std::optional<ChunkMap> base;
+    if (options.previous_map) {
+      options.previous_map = [lookup = options.previous_map, &base](uint64_t device, uint64_t inode) {
+        base = lookup(device, inode);
+        return base;
+      };
+      options.on_recut_chunk = [this, &options](const ChunkMap& previous, const chunker::ChunkRecord& record,
+                                                std::span<const uint8_t> data) {
+        // Writes through the mount are in place: bytes outside the dirty
+        // ranges are the previous version's (the server checks the result).
+        next_patch_ = delta::MakeInPlacePatch(record.offset, data, previous.chunks,
+                                              previous.identity.size, options.changed);
+      };
+    }
     absl::StatusOr<v1::NodeState> state =
         SnapshotNode(root_fd_, path, connection_->hasher(), ChunkSinkFn(), options);
+    next_patch_.reset();
     if (!state.ok()) return state.status();
     const bool regular = state->type() == v1::NodeState::REGULAR;
     v1::Operation op;
@@ -177,6 +224,14 @@ class BackupClient::BatchBuilder {
     *op.mutable_put() = std::move(*state);
     operations_.push_back(std::move(op));
     if (regular) {
+      if (base.has_value()) {
+        delta::ChunkList& list = bases_[operations_.size() - 1];
+        for (const chunker::ChunkRecord& record : base->chunks) {
+          v1::ChunkRef* ref = list.Add();
+          ref->set_id(record.id.ToBytes());
+          ref->set_length(record.length);
+        }
+      }
       maps_out_[operations_.size() - 1] = std::move(map);
       if (!reused.empty()) reused_[operations_.size() - 1] = std::move(reused);
     }
@@ -189,10 +244,15 @@ class BackupClient::BatchBuilder {
   BackupClientStats* stats_;
   std::map<size_t, ChunkMap> maps_out_;                 // by operation index
   std::map<size_t, std::vector<std::string>> reused_;   // by operation index
+  std::map<size_t, delta::ChunkList> bases_;            // by operation index: the acknowledged list
+  std::optional<delta::ChunkPatch> next_patch_;  // of the chunk the sink gets next
+  bool sent_deltas_ = false;
   std::vector<v1::Operation> operations_;
   std::vector<RepoConnection::UploadItem> pending_;
   std::set<std::string> queued_ids_;
   size_t pending_bytes_ = 0;
+  UploadPipeline uploads_;  // last: its thread is joined before the rest goes
+  uint64_t counted_chunks_ = 0, counted_bytes_ = 0;  // uploads_ totals already in stats_
 };
 
 BackupClient::BackupClient(ConnectionOptions options, int backing_root_fd,
@@ -208,19 +268,32 @@ absl::StatusOr<RepoConnection*> BackupClient::Connection() {
     auto connection = RepoConnection::Open(options_);
     if (!connection.ok()) {
       RecordError(connection.status());
+      PublishStatsLocked();
       return connection.status();
     }
     connection_ = std::move(*connection);
     stats_.reachable = true;
+    PublishStatsLocked();
   }
   return connection_.get();
 }
 
 BackupClientStats BackupClient::stats() const {
-  std::lock_guard lock(mutex_);
-  BackupClientStats stats = stats_;
-  if (connection_ != nullptr) stats.wire_bytes = connection_->wire_bytes();
+  BackupClientStats stats;
+  if (std::unique_lock lock(mutex_, std::try_to_lock); lock.owns_lock()) {
+    stats = stats_;
+  } else {  // a batch is running: `replifs status` must not wait for it
+    std::lock_guard published(published_mutex_);
+    stats = published_;
+  }
+  if (RepoConnection* connection = live_connection_.load()) stats.wire_bytes = connection->wire_bytes();
   return stats;
+}
+
+void BackupClient::PublishStatsLocked() {
+  live_connection_.store(connection_.get());
+  std::lock_guard published(published_mutex_);
+  published_ = stats_;
 }
 
 void BackupClient::RecordError(const absl::Status& status) {
@@ -242,6 +315,7 @@ absl::Status BackupClient::Execute(const std::vector<v1::BackupCommand>& batch,
     RecordError(status);
     applied_seq_unknown_ = true;  // the server may have committed it, reply lost
   }
+  PublishStatsLocked();
   return status;
 }
 
@@ -330,11 +404,17 @@ absl::Status BackupClient::ExecuteLocked(const std::vector<v1::BackupCommand>& b
                 << std::endl;
     }
   }
-  absl::StatusOr<uint64_t> applied = connection_->Apply(builder.operations());
+  absl::StatusOr<uint64_t> applied = connection_->Apply(builder.WireOperations(/*use_deltas=*/true));
+  if (absl::IsFailedPrecondition(applied.status()) && builder.sent_deltas()) {
+    // The server's list is not the acknowledged one (or a chunk is gone): full lists.
+    telemetry::LogWarn("client", "chunk-list delta refused; sending full lists", {{"error", applied.status()}});
+    ++stats_.deltas_refused;
+    applied = connection_->Apply(builder.WireOperations(/*use_deltas=*/false));
+  }
   if (absl::IsFailedPrecondition(applied.status()) && builder.has_reused()) {
     // Perhaps a reused chunk is gone: re-read the files that name one, retry once.
     if (absl::Status status = builder.CheckReusedChunks(); !status.ok()) return status;
-    applied = connection_->Apply(builder.operations());
+    applied = connection_->Apply(builder.WireOperations(/*use_deltas=*/false));
   }
   if (!applied.ok()) return applied.status();
   known_applied_seq_ = std::max(known_applied_seq_, *applied);

@@ -24,6 +24,7 @@ struct BackupClientStats {
   uint64_t bytes_uploaded = 0;   // on the wire, after compression
   uint64_t bytes_read = 0;       // file bytes read to chunk
   uint64_t wire_bytes = 0;       // every gRPC message to and from the server, serialized
+  uint64_t deltas_refused = 0;   // Applies resent with full chunk lists (base mismatch)
   bool reachable = false;
   std::string last_error;
 };
@@ -50,6 +51,7 @@ class BackupClient : public scheduler::CommandExecutor {
   absl::Status ExecuteLocked(const std::vector<v1::BackupCommand>& batch,
                              std::vector<size_t>* stale);
   void RecordError(const absl::Status& status);
+  void PublishStatsLocked();  // mutex_ held
 
   const ConnectionOptions options_;
   const int backing_root_fd_;
@@ -64,6 +66,11 @@ class BackupClient : public scheduler::CommandExecutor {
   uint64_t known_applied_seq_ = 0;
   bool applied_seq_unknown_ = true;
   BackupClientStats stats_;
+  // stats_ as of the last time mutex_ was released: stats() answers from it
+  // while a batch holds mutex_ (minutes on a slow link), never waiting.
+  mutable std::mutex published_mutex_;
+  BackupClientStats published_;  // guarded by published_mutex_
+  std::atomic<RepoConnection*> live_connection_{nullptr};  // for live wire bytes
 };
 
 }  // namespace replifs::client

@@ -179,6 +179,7 @@ absl::Status ChunkIncrementally(int fd, const std::string& path, const ChunkMap&
     };
     chunker::NewChunkSink new_chunk = [&](const chunker::ChunkRecord& record,
                                           std::span<const uint8_t> data) {
+      if (options.on_recut_chunk) options.on_recut_chunk(previous, record, data);
       return sink(record.id, data);
     };
     chunker::RechunkStats stats;

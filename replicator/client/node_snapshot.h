@@ -51,6 +51,12 @@ struct ContentSnapshotOptions {
   // Only attributes changed: reuse the previous chunks without reading if
   // size and mtime still match them.
   bool content_unchanged = false;
+  // Incremental chunking only: told of each newly cut chunk with its file
+  // offset and the map it was re-chunked from, just before `sink` gets it
+  // (the backup client builds patches from this, delta/chunk_patch.h).
+  std::function<void(const ChunkMap& previous, const chunker::ChunkRecord& record,
+                     std::span<const uint8_t> data)>
+      on_recut_chunk;
   // Receives the new chunk map of a regular file.
   ChunkMap* map_out = nullptr;
   // Chunks taken from the previous map without reading (the caller checks

@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "replicator/chunker/chunker.h"
+#include "replicator/delta/chunk_patch.h"
 #include "replifs/v1/backup.grpc.pb.h"
 
 namespace replifs::client {
@@ -46,13 +48,27 @@ class RepoConnection {
   struct UploadItem {
     std::string id;
     std::string data;  // uncompressed
+    // Set: sent as this patch of stored chunks when smaller; if the server
+    // refuses it, the whole batch is sent again without patches.
+    std::optional<delta::ChunkPatch> patch;
   };
-  // Compresses what shrinks; returns bytes sent on the wire.
+  // Compresses what shrinks; returns bytes sent on the wire. Sends streams
+  // of at most stream_bytes(), halved after a broken stream and doubled
+  // after a complete one; after a break it asks MissingChunks and resends
+  // only what the server lacks (up to kMaxStreamFailures breaks in a row).
   absl::StatusOr<uint64_t> UploadChunks(const std::vector<UploadItem>& chunks);
+  static constexpr size_t kMaxStreamBytes = 4 << 20;
+  static constexpr size_t kMinStreamBytes = 64 << 10;
+  static constexpr int kMaxStreamFailures = 8;
+  size_t stream_bytes() const { return stream_bytes_.load(std::memory_order_relaxed); }
+  // Broken upload streams retried so far.
+  uint64_t upload_retries() const { return upload_retries_.load(std::memory_order_relaxed); }
   absl::StatusOr<uint64_t> Apply(const std::vector<v1::Operation>& operations);
   // The tree as of `at_time_ns` (0: latest), sorted by path.
   absl::StatusOr<std::vector<v1::NodeState>> List(int64_t at_time_ns,
                                                   const std::vector<std::string>& paths);
+  // `visit` gets each chunk uncompressed, its id checked (DATA_LOSS if not);
+  // the server may send stored zstd frames, which are decompressed here.
   absl::Status ReadChunks(const std::vector<std::string>& ids,
                           const std::function<absl::Status(const v1::ChunkData&)>& visit);
   // Every version of `path`, oldest first (deletions have deleted set).
@@ -60,6 +76,10 @@ class RepoConnection {
 
  private:
   RepoConnection(ConnectionOptions options, std::shared_ptr<grpc::Channel> channel);
+  absl::StatusOr<uint64_t> UploadStream(std::span<const UploadItem* const> chunks);
+  // Decompresses a chunk sent compressed and checks its id: DATA_LOSS.
+  absl::Status CheckedChunk(v1::ChunkData* chunk) const;
+  absl::StatusOr<uint64_t> UploadChunksOnce(std::span<const UploadItem* const> chunks, bool allow_patches);
   std::unique_ptr<grpc::ClientContext> NewContext() const;
   absl::Status FromGrpc(const grpc::Status& status, absl::string_view rpc) const;
 
@@ -69,6 +89,8 @@ class RepoConnection {
   std::optional<chunker::ChunkIdHasher> hasher_;
   uint64_t applied_seq_ = 0;
   std::atomic<uint64_t> wire_bytes_{0};
+  std::atomic<size_t> stream_bytes_{kMaxStreamBytes};
+  std::atomic<uint64_t> upload_retries_{0};
 };
 
 }  // namespace replifs::client

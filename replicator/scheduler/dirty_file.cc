@@ -31,9 +31,12 @@ void DirtyFile::Apply(const ChangeEvent& event, absl::Time now) {
       was_truncated = true;
       break;
     case ChangeEvent::RESCAN:  // state unknown: send it all
-      if (S_ISREG(event.attributes().mode())) {
+      // A rescan from the fanotify backstop or a mapping flush names a file
+      // without its attributes (mode 0): what changed is unknown, so it is
+      // read whole like a regular file, never trusted as "attributes only".
+      if (S_ISREG(event.attributes().mode()) || event.attributes().mode() == 0) {
         content_changed = true;
-        if (event.attributes().size() > 0) dirty.Insert(0, event.attributes().size());
+        whole_file = true;
       } else {
         attributes_changed = true;
       }
@@ -67,13 +70,17 @@ void DirtyFile::MergeOlder(DirtyFile&& older) {
 }
 
 bool DirtyFile::Ready(absl::Time now, absl::Duration quiet, absl::Duration max_delay,
-                      uint64_t flush_target) const {
+                      uint64_t flush_target, bool open_for_writing) const {
   if (now < not_before) return false;
-  return now >= ReadyAt(quiet, max_delay) || (!seqs.empty() && seqs.front() <= flush_target);
+  return now >= ReadyAt(quiet, max_delay, open_for_writing) ||
+         (!seqs.empty() && seqs.front() <= flush_target);
 }
 
-absl::Time DirtyFile::ReadyAt(absl::Duration quiet, absl::Duration max_delay) const {
-  return std::max(not_before, std::min(last_change + quiet, first_change + max_delay));
+absl::Time DirtyFile::ReadyAt(absl::Duration quiet, absl::Duration max_delay,
+                              bool open_for_writing) const {
+  const absl::Time by_max_delay = first_change + max_delay;
+  if (open_for_writing) return std::max(not_before, by_max_delay);
+  return std::max(not_before, std::min(last_change + quiet, by_max_delay));
 }
 
 BackupCommand DirtyFile::ToCommand() const {

@@ -35,10 +35,13 @@ struct DirtyFile {
   void Apply(const replifs::v1::ChangeEvent& event, absl::Time now);
   // `older` was in flight and came back unsent; *this holds the newer changes.
   void MergeOlder(DirtyFile&& older);
+  // `open_for_writing`: a program still writes the file, so being quiet is
+  // not enough (SchedulerPolicy).
   bool Ready(absl::Time now, absl::Duration quiet, absl::Duration max_delay,
-             uint64_t flush_target) const;
-  // When Ready turns true without new events (ignores flushes).
-  absl::Time ReadyAt(absl::Duration quiet, absl::Duration max_delay) const;
+             uint64_t flush_target, bool open_for_writing = false) const;
+  // When Ready turns true without new events (ignores flushes and closes).
+  absl::Time ReadyAt(absl::Duration quiet, absl::Duration max_delay,
+                     bool open_for_writing = false) const;
   replifs::v1::BackupCommand ToCommand() const;
 };
 

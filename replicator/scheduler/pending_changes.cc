@@ -249,7 +249,7 @@ Batch PendingChanges::TakeBatch(absl::Time now, const SchedulerPolicy& policy,
 
   std::vector<std::pair<uint64_t, std::string>> ready;  // (oldest seq, key)
   for (const auto& [key, file] : files_) {
-    if (file.Ready(now, policy.quiet_interval, policy.max_delay, flush_target)) {
+    if (file.Ready(now, policy.quiet_interval, policy.max_delay, flush_target, OpenForWriting(file))) {
       ready.emplace_back(file.seqs.front(), key);
     }
   }
@@ -294,7 +294,8 @@ void PendingChanges::Complete(Batch batch, const std::vector<size_t>& stale_inde
     }
     // Give the rename that explains the stale path time to arrive.
     file.not_before = now + policy.quiet_interval;
-    Requeue(KeyFor(file.inode, file.path), std::move(file));
+    const std::string key = KeyFor(file.inode, file.path);  // before `file` is moved from
+    Requeue(key, std::move(file));
   }
 }
 
@@ -306,14 +307,18 @@ void PendingChanges::Fail(Batch batch) {
     auto node = in_flight_.extract(key);
     DirtyFile& file = node.mapped();
     if (file.unlinked) continue;  // its namespace command owns the seqs now
-    Requeue(KeyFor(file.inode, file.path), std::move(file));
+    // The key first: argument order is unspecified, and a path moved from
+    // first made every requeued directory touch the root's ("p:"), merged
+    // into the root's own touch and never sent (issue 6, scenario 2).
+    const std::string requeue_key = KeyFor(file.inode, file.path);
+    Requeue(requeue_key, std::move(file));
   }
 }
 
 absl::Time PendingChanges::NextReadyTime(const SchedulerPolicy& policy) const {
   absl::Time next = absl::InfiniteFuture();
   for (const auto& [key, file] : files_) {
-    next = std::min(next, file.ReadyAt(policy.quiet_interval, policy.max_delay));
+    next = std::min(next, file.ReadyAt(policy.quiet_interval, policy.max_delay, OpenForWriting(file)));
   }
   return next;
 }

@@ -45,6 +45,9 @@ class PendingChanges {
   // The executor failed: everything goes back, namespace order intact.
   void Fail(Batch batch);
 
+  // Files open for writing wait for their close or max_delay; null: none is.
+  void SetOpenWriters(const OpenWritersView* view) { open_writers_ = view; }
+
   // When a file becomes ready by time alone; InfiniteFuture when none pending.
   absl::Time NextReadyTime(const SchedulerPolicy& policy) const;
 
@@ -66,6 +69,9 @@ class PendingChanges {
   template <typename Predicate>
   void DropFiles(replifs::v1::BackupCommand& command, Predicate dies);
   void RenamePaths(const replifs::v1::ChangeEvent& event);
+  bool OpenForWriting(const DirtyFile& file) const {
+    return open_writers_ != nullptr && file.inode != 0 && open_writers_->IsOpenForWriting(file.inode);
+  }
   // Puts `file` back among the pending ones, merged with newer changes.
   void Requeue(const std::string& key, DirtyFile file);
 
@@ -79,6 +85,7 @@ class PendingChanges {
   uint64_t dropped_stale_ = 0;
   // Inodes whose changes were dropped: their next command re-reads them whole.
   std::set<uint64_t> reread_whole_;
+  const OpenWritersView* open_writers_ = nullptr;
 };
 
 }  // namespace replifs::scheduler

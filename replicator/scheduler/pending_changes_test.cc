@@ -2,6 +2,9 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <set>
+
 #include "gtest/gtest.h"
 #include "replicator/scheduler/test_events.h"
 
@@ -100,6 +103,21 @@ TEST_F(PendingChangesTest, RescanOfAnExistingObjectFollowsLaterRenames) {
   EXPECT_EQ(batch.commands[2].path(), "renamed/a.txt");
   EXPECT_EQ(batch.commands[3].kind(), BackupCommand::ATTRIBUTES);
   EXPECT_EQ(batch.commands[3].path(), "renamed");
+}
+
+TEST_F(PendingChangesTest, RescanWithoutAttributesRereadsTheWholeFile) {
+  // The fanotify backstop and a mapping flush name a file but not its mode:
+  // a store through a shared mapping must still be read, not taken for an
+  // attribute change (that left zeros in the backup where the stores were).
+  pending_.Add(Event(1, ChangeEvent::TRUNCATE, "m", 7), now_);
+  pending_.Add(Event(2, ChangeEvent::RESCAN, "m", 7), now_);
+  const Batch batch = TakeAll();
+  ASSERT_EQ(batch.commands.size(), 1u);
+  const BackupCommand& command = batch.commands[0];
+  EXPECT_EQ(command.kind(), BackupCommand::CONTENT);
+  ASSERT_GE(command.dirty_size(), 1);
+  EXPECT_EQ(command.dirty(0).offset(), 0u);
+  EXPECT_GE(command.dirty(0).length(), UINT64_MAX / 4);  // recut whole, no map trusted
 }
 
 TEST_F(PendingChangesTest, RenameExchangeSwapsPaths) {
@@ -209,6 +227,36 @@ TEST_F(PendingChangesTest, FailKeepsOrderAndMergesNewerChanges) {
   EXPECT_EQ(pending_.outstanding(), 0u);
 }
 
+// A directory touch keyed by path that comes back from a failed or stale
+// batch keeps its own key: requeued under the root's ("p:") it merged into
+// the root's touch and "d"'s mtime never went out (issue 6, server kills).
+TEST_F(PendingChangesTest, RequeuedDirectoryTouchKeepsItsOwnPath) {
+  for (const bool stale : {false, true}) {
+    SCOPED_TRACE(stale ? "stale" : "failed");
+    PendingChanges pending(0);
+    pending.Add(Event(1, ChangeEvent::MKDIR, "d"), now_);     // touches ""
+    pending.Add(Event(2, ChangeEvent::CREATE, "d/g", 5), now_);  // touches "d"
+    Batch batch = pending.TakeBatch(now_, policy_, UINT64_MAX);
+    std::vector<size_t> d_touch;
+    for (size_t i = 0; i < batch.commands.size(); ++i) {
+      if (IsDirectoryTouch(batch.commands[i]) && batch.commands[i].path() == "d") d_touch.push_back(i);
+    }
+    ASSERT_EQ(d_touch.size(), 1u);
+    if (stale) {
+      pending.Complete(std::move(batch), d_touch, now_, policy_);
+    } else {
+      pending.Fail(std::move(batch));
+    }
+    pending.Add(Event(3, ChangeEvent::CREATE, "h", 6), now_);  // touches "" again
+    batch = pending.TakeBatch(now_ + absl::Seconds(2), policy_, UINT64_MAX);
+    std::vector<std::string> touched = TouchedDirectories(batch);
+    std::sort(touched.begin(), touched.end());
+    EXPECT_EQ(touched, (std::vector<std::string>{"", "d"}));
+    pending.Complete(std::move(batch), {}, now_, policy_);
+    EXPECT_EQ(pending.acked_seq(), 3u);
+  }
+}
+
 TEST_F(PendingChangesTest, MaxBatchHoldsFilesBackUntilNamespaceDrained) {
   policy_.max_batch = 2;
   pending_.Add(Write(1, "f", 9, 0, 10), now_);
@@ -258,6 +306,58 @@ TEST_F(PendingChangesTest, StaleIsGivenUpAfterManyRoundTrips) {
   ASSERT_EQ(after.commands.size(), 1u);
   ASSERT_EQ(after.commands[0].dirty_size(), 1);
   EXPECT_EQ(after.commands[0].dirty(0).offset(), 100u);
+}
+
+// A settable view of which inodes a program still has open for writing.
+class FakeOpenWriters : public OpenWritersView {
+ public:
+  bool IsOpenForWriting(uint64_t inode) const override { return open_.count(inode) > 0; }
+  std::set<uint64_t> open_;
+};
+
+TEST_F(PendingChangesTest, FileOpenForWritingWaitsForItsCloseNotForQuiet) {
+  FakeOpenWriters writers;
+  pending_.SetOpenWriters(&writers);
+  writers.open_ = {9};
+  pending_.Add(Write(1, "saving.tmp", 9, 0, 100), now_);
+  pending_.Add(Write(2, "other", 10, 0, 100), now_);
+  now_ += absl::Seconds(5);  // quiet (1 s) long ago, max delay (10 s) not reached
+  Batch batch = pending_.TakeBatch(now_, policy_, 0);
+  ASSERT_EQ(batch.commands.size(), 1u) << "only the closed file goes out";
+  EXPECT_EQ(batch.commands[0].path(), "other");
+  pending_.Complete(std::move(batch), {}, now_, policy_);
+  // The open file's wake-up is its max delay, not its quiet time.
+  EXPECT_EQ(pending_.NextReadyTime(policy_), absl::FromUnixSeconds(1000) + absl::Seconds(10));
+  writers.open_.clear();  // the writer closed it
+  EXPECT_EQ(pending_.NextReadyTime(policy_), absl::FromUnixSeconds(1000) + absl::Seconds(1));
+  Batch after_close = pending_.TakeBatch(now_, policy_, 0);
+  ASSERT_EQ(after_close.commands.size(), 1u);
+  EXPECT_EQ(after_close.commands[0].path(), "saving.tmp");
+  EXPECT_EQ(Seqs(after_close.commands[0]), (std::vector<uint64_t>{1}));
+}
+
+TEST_F(PendingChangesTest, FileNeverClosedStillGoesOutAtMaxDelay) {
+  FakeOpenWriters writers;
+  writers.open_ = {9};
+  pending_.SetOpenWriters(&writers);
+  const absl::Time start = now_;
+  pending_.Add(Write(1, "app.log", 9, 0, 100), now_);
+  now_ = start + absl::Milliseconds(9999);
+  pending_.Add(Write(2, "app.log", 9, 100, 100), now_);
+  EXPECT_TRUE(pending_.TakeBatch(now_, policy_, 0).empty());
+  now_ = start + absl::Seconds(10);
+  Batch batch = pending_.TakeBatch(now_, policy_, 0);
+  ASSERT_EQ(batch.commands.size(), 1u) << "held open for ever must not mean never sent";
+  EXPECT_EQ(Seqs(batch.commands[0]), (std::vector<uint64_t>{1, 2}));
+}
+
+TEST_F(PendingChangesTest, FlushSendsAFileStillOpenForWriting) {
+  FakeOpenWriters writers;
+  writers.open_ = {9};
+  pending_.SetOpenWriters(&writers);
+  pending_.Add(Write(1, "f", 9, 0, 100), now_);
+  Batch batch = pending_.TakeBatch(now_, policy_, /*flush_target=*/1);
+  ASSERT_EQ(batch.commands.size(), 1u) << "`replifs sync` sends what was written so far";
 }
 
 }  // namespace

@@ -35,6 +35,8 @@ class SchedulerImpl final : public Scheduler {
   void Enqueue(ChangeEvent event) override;
   absl::Status FlushAndWait(absl::Duration timeout) override;
   SchedulerStats stats() const override;
+  void SetOpenWriters(const OpenWritersView* view) override;
+  void WriterClosed(uint64_t inode) override;
 
  private:
   void ManageLoop();   // managing unit: inbox -> pending_
@@ -218,6 +220,19 @@ absl::Status SchedulerImpl::FlushAndWait(absl::Duration timeout) {
                    " the server has acknowledged up to seq ", acked_, " of ", target, "; ",
                    pending_.outstanding(), " changes pending",
                    last_error_.empty() ? "" : "; last executor error: ", last_error_));
+}
+
+void SchedulerImpl::SetOpenWriters(const OpenWritersView* view) {
+  absl::MutexLock lock(&state_mu_);
+  pending_.SetOpenWriters(view);
+  work_cv_.Signal();
+}
+
+void SchedulerImpl::WriterClosed(uint64_t) {
+  // The processing thread re-checks readiness; the file's changes go out
+  // once quiet. (A close is rare next to writes: waking for every one is fine.)
+  absl::MutexLock lock(&state_mu_);
+  work_cv_.Signal();
 }
 
 SchedulerStats SchedulerImpl::stats() const {

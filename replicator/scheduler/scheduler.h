@@ -13,12 +13,30 @@
 
 namespace replifs::scheduler {
 
+// When a file's changes go out (the hold-back policy):
+//  - once no change came for `quiet_interval`, unless a program still has
+//    the file open for writing (OpenWritersView): then at its last close
+//    (Scheduler::WriterClosed), once quiet. A file being written is not sent
+//    half-written, so a save by temp+rename is read and sent once;
+//  - in any case once its oldest change waited `max_delay`, open or not: a
+//    file held open for ever (a log) still reaches the server, a partial
+//    version is committed then and the rest follows;
+//  - at once for a flush (`replifs sync`, FlushAndWait).
 struct SchedulerPolicy {
   absl::Duration quiet_interval = absl::Milliseconds(200);  // a file is ready once quiet this long
   absl::Duration max_delay = absl::Seconds(2);  // ... or once its oldest change waited this long
   size_t max_batch = 256;                       // commands handed to the executor at once
   absl::Duration retry_initial = absl::Milliseconds(200);  // backoff after a failed batch
   absl::Duration retry_max = absl::Seconds(5);
+};
+
+// Whether a program still has an inode (the backing st_ino that events
+// carry) open for writing; fusefs counts opens and releases. Called with the
+// scheduler's lock held: must be quick and must not call into the scheduler.
+class OpenWritersView {
+ public:
+  virtual ~OpenWritersView() = default;
+  virtual bool IsOpenForWriting(uint64_t inode) const = 0;
 };
 
 // Carries a batch of commands to the server (the client implements it). OK
@@ -71,6 +89,12 @@ class Scheduler {
   virtual absl::Status FlushAndWait(absl::Duration timeout) = 0;
 
   virtual SchedulerStats stats() const = 0;
+
+  // Holds back files open for writing (see SchedulerPolicy); null: none is.
+  // `view` must outlive the scheduler or be reset to null first.
+  virtual void SetOpenWriters(const OpenWritersView* view) = 0;
+  // The last writer of `inode` closed it: its changes may go out once quiet.
+  virtual void WriterClosed(uint64_t inode) = 0;
 };
 
 }  // namespace replifs::scheduler

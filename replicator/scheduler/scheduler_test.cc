@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <deque>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -229,6 +230,66 @@ TEST_F(SchedulerTest, MaxDelayForcesOutAFileWrittenContinuously) {
   const BackupCommand command = executor_.batches()[0][0];
   EXPECT_EQ(command.path(), "log");
   EXPECT_GT(command.seqs_size(), 1);
+}
+
+// fusefs's view in the daemon: a settable set of open inodes.
+class SettableOpenWriters : public OpenWritersView {
+ public:
+  bool IsOpenForWriting(uint64_t inode) const override {
+    absl::MutexLock lock(&mu_);
+    return open_.count(inode) > 0;
+  }
+  void Set(uint64_t inode, bool open) {
+    absl::MutexLock lock(&mu_);
+    if (open) {
+      open_.insert(inode);
+    } else {
+      open_.erase(inode);
+    }
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::set<uint64_t> open_;
+};
+
+TEST_F(SchedulerTest, FileOpenForWritingIsSentOnceAtItsClose) {
+  policy_.quiet_interval = absl::Milliseconds(50);
+  policy_.max_delay = absl::Seconds(30);
+  SettableOpenWriters writers;
+  writers.Set(7, true);
+  StartScheduler();
+  scheduler_->SetOpenWriters(&writers);
+  // Written slowly: gaps far longer than the quiet interval.
+  for (uint64_t seq = 1; seq <= 5; ++seq) {
+    scheduler_->Enqueue(Write(seq, "doc.tmp", 7, (seq - 1) * 10, 10));
+    absl::SleepFor(absl::Milliseconds(150));
+  }
+  EXPECT_TRUE(executor_.batches().empty()) << "sent while still open for writing";
+  const absl::Time closed = absl::Now();
+  writers.Set(7, false);
+  scheduler_->WriterClosed(7);
+  ASSERT_TRUE(executor_.WaitForBatches(1));
+  // Woken by the close, not by the 30 s max delay.
+  EXPECT_LT(executor_.times()[0] - closed, absl::Seconds(10));
+  ASSERT_EQ(executor_.batches().size(), 1u);
+  ASSERT_EQ(executor_.batches()[0].size(), 1u);
+  EXPECT_EQ(executor_.batches()[0][0].seqs_size(), 5) << "one command for every write";
+  scheduler_->SetOpenWriters(nullptr);
+}
+
+TEST_F(SchedulerTest, FileNeverClosedIsSentAtMaxDelay) {
+  policy_.quiet_interval = absl::Milliseconds(50);
+  policy_.max_delay = absl::Milliseconds(600);
+  SettableOpenWriters writers;
+  writers.Set(7, true);
+  StartScheduler();
+  scheduler_->SetOpenWriters(&writers);
+  const absl::Time start = absl::Now();
+  scheduler_->Enqueue(Write(1, "app.log", 7, 0, 10));
+  ASSERT_TRUE(executor_.WaitForBatches(1));
+  EXPECT_GE(executor_.times()[0] - start, absl::Milliseconds(600));
+  scheduler_->SetOpenWriters(nullptr);
 }
 
 TEST_F(SchedulerTest, FailedBatchIsRetriedInOrderAndHoldsTheWatermark) {

@@ -16,6 +16,7 @@ namespace replifs::server {
 namespace {
 
 constexpr auto kShutdownGrace = std::chrono::seconds(5);
+constexpr int kMinClientPingIntervalMs = 5000;
 
 struct HostPort {
   std::string host;
@@ -102,6 +103,11 @@ absl::StatusOr<std::unique_ptr<BackupServer>> BackupServer::Start(const ServerOp
   builder.RegisterService(server->service_.get());
   builder.SetMaxReceiveMessageSize(kMaxReceiveMessageSize);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, kMaxConcurrentStreamsPerClient);
+  // Clients ping every 10 s to notice half-open connections (repo_connection.cc);
+  // the default policy (one ping per 5 min while we send nothing) would
+  // answer a long upload's pings with GOAWAY.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, kMinClientPingIntervalMs);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
   // Without this a second server could bind the same port silently.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   server->server_ = builder.BuildAndStart();

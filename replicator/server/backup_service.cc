@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "replicator/chunker/chunker.h"
+#include "replicator/delta/chunk_patch.h"
 #include "replicator/server/absl_string_view.h"
 #include "replicator/server/repo_token.h"
 #include "replicator/server/request_validation.h"
@@ -206,9 +207,9 @@ absl::Status BackupService::DoUploadChunks(const grpc::ServerContext& context,
     return absl::OkStatus();
   };
   absl::Status status = ReadUploads(context, reader, [&](const Repo& authorized,
-                                                        std::string id, std::string data) {
+                                                        ChunkStore::PendingChunk chunk) {
     if (!repo.has_value()) repo = authorized;
-    pending.push_back({std::move(id), std::move(data)});
+    pending.push_back(std::move(chunk));
     pending_bytes += pending.back().data.size();
     if (pending.size() < kUploadBatchChunks && pending_bytes < kUploadBatchBytes) {
       return absl::OkStatus();
@@ -222,7 +223,7 @@ absl::Status BackupService::DoUploadChunks(const grpc::ServerContext& context,
 
 absl::Status BackupService::ReadUploads(
     const grpc::ServerContext& context, grpc::ServerReader<v1::ChunkUpload>* reader,
-    const std::function<absl::Status(const Repo&, std::string id, std::string data)>& on_chunk) {
+    const std::function<absl::Status(const Repo&, ChunkStore::PendingChunk)>& on_chunk) {
   std::optional<Repo> repo;
   std::optional<chunker::ChunkIdHasher> hasher;
   v1::ChunkUpload upload;
@@ -235,15 +236,37 @@ absl::Status BackupService::ReadUploads(
     }
     REPLIFS_RETURN_IF_ERROR(ValidateChunkId(upload.id()));
     if (options_.metrics != nullptr) options_.metrics->bytes_received->Add(upload.data().size());
-    REPLIFS_ASSIGN_OR_RETURN(std::string data, UploadedBytes(upload, options_.max_chunk_size));
+    std::string data;
+    if (upload.patch_size() > 0) {
+      // Built from chunks stored already (delta/chunk_patch.h), then checked like any upload.
+      REPLIFS_ASSIGN_OR_RETURN(data, delta::BuildPatchedChunk(upload, options_.max_chunk_size,
+                                                              StoredChunkFn(repo->id)));
+    } else {
+      REPLIFS_ASSIGN_OR_RETURN(data, UploadedBytes(upload, options_.max_chunk_size));
+    }
     if (hasher->Hash(data).ToBytes() != upload.id()) {
-      return absl::InvalidArgumentError(absl::StrCat("chunk ", absl::BytesToHexString(upload.id()),
+      return absl::InvalidArgumentError(absl::StrCat(upload.patch_size() > 0 ? "patch of chunk " : "chunk ",
+                                                     absl::BytesToHexString(upload.id()),
                                                      " does not match its content"));
     }
     if (options_.metrics != nullptr) options_.metrics->chunks_received->Add();
-    REPLIFS_RETURN_IF_ERROR(on_chunk(*repo, upload.id(), std::move(data)));
+    ChunkStore::PendingChunk chunk{upload.id(), std::move(data), {}};
+    if (upload.compressed() && upload.patch_size() == 0) chunk.zstd_frame = std::move(*upload.mutable_data());
+    REPLIFS_RETURN_IF_ERROR(on_chunk(*repo, std::move(chunk)));
   }
   return absl::OkStatus();
+}
+
+delta::StoredChunkFn BackupService::StoredChunkFn(int64_t repo_id) {
+  return [this, repo_id](const std::string& id) -> absl::StatusOr<std::string> {
+    // Only recorded chunks: an unrecorded file may be half written.
+    REPLIFS_ASSIGN_OR_RETURN(const uint32_t length, catalog_->ChunkLength(repo_id, id));
+    REPLIFS_ASSIGN_OR_RETURN(std::string data, chunks_->Get(repo_id, id));
+    if (data.size() != length) {
+      return absl::DataLossError(absl::StrCat("stored chunk ", absl::BytesToHexString(id), " is damaged"));
+    }
+    return data;
+  };
 }
 
 absl::Status BackupService::DoApply(const Repo& repo, const v1::ApplyRequest& request,
@@ -301,6 +324,27 @@ absl::Status BackupService::DoReadChunks(const Repo& repo, const v1::ReadChunksR
   v1::ChunkData reply;
   for (int i = 0; i < request.ids_size(); ++i) {
     const std::string& id = request.ids(i);
+    if (request.accept_compressed()) {
+      // Stored frames go as they are (the pack checksum was checked; the
+      // client decompresses and checks the id).
+      REPLIFS_ASSIGN_OR_RETURN(ChunkStore::StoredChunk stored, chunks_->GetStored(repo.id, id));
+      if (stored.compressed) {
+        reply.set_id(id);
+        reply.set_data(std::move(stored.data));
+        reply.set_compressed(true);
+        if (!writer->Write(reply)) return absl::CancelledError("client went away during ReadChunks");
+        continue;
+      }
+      reply.set_compressed(false);
+      if (stored.data.size() != lengths[i] || hasher.Hash(stored.data).ToBytes() != id) {
+        return absl::DataLossError(
+            absl::StrCat("stored chunk ", absl::BytesToHexString(id), " is damaged"));
+      }
+      reply.set_id(id);
+      reply.set_data(std::move(stored.data));
+      if (!writer->Write(reply)) return absl::CancelledError("client went away during ReadChunks");
+      continue;
+    }
     REPLIFS_ASSIGN_OR_RETURN(std::string data, chunks_->Get(repo.id, id));
     // Re-hash on every read: a damaged chunk must never be restored silently.
     if (data.size() != lengths[i] || hasher.Hash(data).ToBytes() != id) {

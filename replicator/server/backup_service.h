@@ -6,6 +6,7 @@
 #include <functional>
 
 #include "absl/status/status.h"
+#include "replicator/delta/chunk_patch.h"
 #include "replicator/server/catalog.h"
 #include "replicator/server/chunk_store.h"
 #include "replifs/v1/backup.grpc.pb.h"
@@ -62,7 +63,9 @@ class BackupService final : public v1::Backup::Service {
   // Authorizes, decompresses and verifies each upload, then hands it on.
   absl::Status ReadUploads(
       const grpc::ServerContext& context, grpc::ServerReader<v1::ChunkUpload>* reader,
-      const std::function<absl::Status(const Repo&, std::string id, std::string data)>& on_chunk);
+      const std::function<absl::Status(const Repo&, ChunkStore::PendingChunk)>& on_chunk);
+  // Stored chunks for patched uploads to copy from.
+  delta::StoredChunkFn StoredChunkFn(int64_t repo_id);
   absl::Status DoApply(const Repo& repo, const v1::ApplyRequest& request, v1::ApplyReply* reply);
   absl::Status DoList(const Repo& repo, const v1::ListRequest& request,
                       grpc::ServerWriter<v1::NodeState>* writer);

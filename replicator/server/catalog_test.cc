@@ -133,9 +133,9 @@ TEST_F(CatalogTest, RemoveDeletesWholeSubtreeOnly) {
 }
 
 TEST_F(CatalogTest, PutOfFileOverDirectoryRemovesWhatWasBelow) {
-  ASSERT_TRUE(Apply({Dir("a", 10), File("a/x", 10), File("ab", 10)}).ok());
+  ASSERT_TRUE(Apply({Dir("a", 10), File("a/x", 10), File("a.txt", 10), File("ab", 10)}).ok());
   ASSERT_TRUE(Apply({File("a", 20)}).ok());
-  EXPECT_EQ(ListPaths(), (Paths{"a", "ab"}));
+  EXPECT_EQ(ListPaths(), (Paths{"a", "a.txt", "ab"}));  // "a.txt" sorts between "a" and "a/"
   EXPECT_EQ(Find("a").type(), v1::NodeState::REGULAR);
 }
 

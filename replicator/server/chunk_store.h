@@ -42,6 +42,9 @@ class ChunkStore {
   struct PendingChunk {
     std::string id;
     std::string data;
+    // The client's zstd frame of `data`, checked already: a store that
+    // compresses keeps it as it is rather than compressing again. May be empty.
+    std::string zstd_frame;
   };
   virtual absl::Status PutMany(int64_t repo_id, const std::vector<PendingChunk>& chunks) {
     for (const PendingChunk& chunk : chunks) {
@@ -51,6 +54,18 @@ class ChunkStore {
   }
   // The uncompressed bytes; NOT_FOUND if absent, DATA_LOSS if damaged.
   virtual absl::StatusOr<std::string> Get(int64_t repo_id, std::string_view id) = 0;
+  // The chunk as stored, for sending as it is (ReadChunks): one zstd frame
+  // when `compressed`. The store checks its own checksum, not the id (the
+  // reader does). The default is Get.
+  struct StoredChunk {
+    std::string data;
+    bool compressed = false;
+  };
+  virtual absl::StatusOr<StoredChunk> GetStored(int64_t repo_id, std::string_view id) {
+    absl::StatusOr<std::string> data = Get(repo_id, id);
+    if (!data.ok()) return data.status();
+    return StoredChunk{std::move(*data), false};
+  }
 };
 
 }  // namespace replifs::server

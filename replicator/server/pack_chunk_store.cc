@@ -292,7 +292,7 @@ absl::Status PackChunkStore::Append(int64_t repo_id, EntryKind kind, const std::
       }
       writer = *open;
     }
-    const std::string entry = EncodePackEntry(kind, item.id, item.data);
+    const std::string entry = EncodePackEntry(kind, item.id, item.data, item.zstd_frame);
     status = PwriteFully(writer->fd.get(), entry, writer->size, "append to pack");
     if (!status.ok()) break;
     appended.push_back({item.id, writer->size, entry.size()});
@@ -319,7 +319,7 @@ absl::Status PackChunkStore::Append(int64_t repo_id, EntryKind kind, const std::
 }
 
 absl::StatusOr<std::string> PackChunkStore::Read(int64_t repo_id, EntryKind kind,
-                                                 std::string_view id) {
+                                                 std::string_view id, bool* stored_compressed) {
   REPLIFS_RETURN_IF_ERROR(ValidateRepoId(repo_id));
   REPLIFS_RETURN_IF_ERROR(ValidateChunkId(id));
   const std::string hex = absl::BytesToHexString(ToAbsl(id));
@@ -331,7 +331,10 @@ absl::StatusOr<std::string> PackChunkStore::Read(int64_t repo_id, EntryKind kind
       REPLIFS_ASSIGN_OR_RETURN(location, Lookup(repo_id, kind, id));
     }
     if (!location.has_value()) {
-      if (kind == EntryKind::kChunk) return legacy_->Get(repo_id, id);
+      if (kind == EntryKind::kChunk) {
+        if (stored_compressed != nullptr) *stored_compressed = false;
+        return legacy_->Get(repo_id, id);
+      }
       return absl::NotFoundError(absl::StrCat(KindName(kind), " ", hex, " not found"));
     }
     absl::StatusOr<UniqueFd> pack = OpenPack(repo_id, location->pack_name);
@@ -345,7 +348,9 @@ absl::StatusOr<std::string> PackChunkStore::Read(int64_t repo_id, EntryKind kind
     absl::Status status =
         PreadFully(pack->get(), entry.data(), entry.size(), location->offset, "read pack");
     absl::StatusOr<std::string> data =
-        status.ok() ? DecodePackEntry(entry) : absl::StatusOr<std::string>(status);
+        !status.ok()                   ? absl::StatusOr<std::string>(status)
+        : stored_compressed != nullptr ? StoredPackPayload(entry, stored_compressed)
+                                       : DecodePackEntry(entry);
     if (data.ok()) {
       const PackEntryHeader header = *ParsePackEntryHeader(entry);
       if (header.kind != kind || header.id != id) {
@@ -380,11 +385,16 @@ absl::Status PackChunkStore::Put(int64_t repo_id, std::string_view id, std::stri
 absl::Status PackChunkStore::PutMany(int64_t repo_id, const std::vector<PendingChunk>& chunks) {
   std::vector<Item> items;
   items.reserve(chunks.size());
-  for (const PendingChunk& chunk : chunks) items.push_back({chunk.id, chunk.data});
+  for (const PendingChunk& chunk : chunks) items.push_back({chunk.id, chunk.data, chunk.zstd_frame});
   return Append(repo_id, EntryKind::kChunk, items);
 }
 absl::StatusOr<std::string> PackChunkStore::Get(int64_t repo_id, std::string_view id) {
   return Read(repo_id, EntryKind::kChunk, id);
+}
+absl::StatusOr<ChunkStore::StoredChunk> PackChunkStore::GetStored(int64_t repo_id, std::string_view id) {
+  StoredChunk stored;
+  REPLIFS_ASSIGN_OR_RETURN(stored.data, Read(repo_id, EntryKind::kChunk, id, &stored.compressed));
+  return stored;
 }
 absl::Status PackChunkStore::Delete(int64_t repo_id, std::string_view id) {
   REPLIFS_RETURN_IF_ERROR(DeleteEntry(repo_id, EntryKind::kChunk, id));

@@ -47,6 +47,7 @@ class PackChunkStore : public ChunkStore, public PageStore {
   // One fdatasync and one index transaction for the whole batch.
   absl::Status PutMany(int64_t repo_id, const std::vector<PendingChunk>& chunks) override;
   absl::StatusOr<std::string> Get(int64_t repo_id, std::string_view id) override;
+  absl::StatusOr<StoredChunk> GetStored(int64_t repo_id, std::string_view id) override;
   absl::StatusOr<std::unique_ptr<ChunkStoreGuard>> GuardWrite() override;
   absl::StatusOr<std::unique_ptr<ChunkStoreGuard>> GuardCollection() override;
   // Drops the index entry (the bytes go at the next Compact) and any
@@ -119,6 +120,7 @@ class PackChunkStore : public ChunkStore, public PageStore {
   struct Item {
     std::string_view id;
     std::string_view data;
+    std::string_view zstd_frame;  // of data, if the client sent one
   };
   absl::Status Append(int64_t repo_id, EntryKind kind, const std::vector<Item>& items);
   // Syncs the writer's pack, then commits index entries for what was
@@ -130,7 +132,9 @@ class PackChunkStore : public ChunkStore, public PageStore {
   };
   absl::Status SyncAndIndex(int64_t repo_id, EntryKind kind, Writer* writer,
                             std::vector<Appended>* appended) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<std::string> Read(int64_t repo_id, EntryKind kind, std::string_view id);
+  // With `stored_compressed`: the payload as stored, and whether it is a zstd frame.
+  absl::StatusOr<std::string> Read(int64_t repo_id, EntryKind kind, std::string_view id,
+                                   bool* stored_compressed = nullptr);
   absl::StatusOr<std::optional<Location>> Lookup(int64_t repo_id, EntryKind kind,
                                                  std::string_view id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -4,9 +4,11 @@
 #include "replicator/server/pack_chunk_store.h"
 
 #include <unistd.h>
+#include <zstd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <string>
 #include <vector>
@@ -90,6 +92,23 @@ TEST_F(PackChunkStoreTest, ChunksRoundTripCompressedWhenThatShrinksThem) {
   EXPECT_GT(PackBytes(), noise.size());
   EXPECT_TRUE(absl::IsNotFound(store_->Get(1, Id(4)).status()));
   EXPECT_TRUE(absl::IsNotFound(store_->Get(2, Id(1)).status()));  // per-repository
+}
+
+TEST_F(PackChunkStoreTest, TheClientsZstdFrameIsStoredAsItIs) {
+  // A frame at level 1 differs from what the store's own level 3 makes: the
+  // pack holding exactly its bytes shows it was kept, not recompressed.
+  const std::string text = "a line of text that repeats, " + std::string(100000, 'x');
+  std::string frame(ZSTD_compressBound(text.size()), '\0');
+  frame.resize(ZSTD_compress(frame.data(), frame.size(), text.data(), text.size(), 1));
+  ASSERT_TRUE(store_->PutMany(1, {{Id(1), text, frame}}).ok());
+  ExpectReads(*store_, 1, Id(1), text);
+  std::ifstream pack(Packs().at(0), std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(pack)), std::istreambuf_iterator<char>());
+  EXPECT_NE(bytes.find(frame), std::string::npos);
+  // A frame no smaller than the data is not kept: raw bytes are stored.
+  const std::string noise = RandomBytes(5000, 2);
+  ASSERT_TRUE(store_->PutMany(1, {{Id(2), noise, noise + "pad"}}).ok());
+  ExpectReads(*store_, 1, Id(2), noise);
 }
 
 TEST_F(PackChunkStoreTest, ManySmallChunksShareOnePackFile) {

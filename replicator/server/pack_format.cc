@@ -66,13 +66,23 @@ absl::StatusOr<int64_t> DecodePackHeader(std::string_view header) {
   return static_cast<int64_t>(GetU64(&header[8]));
 }
 
-std::string EncodePackEntry(EntryKind kind, std::string_view id, std::string_view data) {
+std::string EncodePackEntry(EntryKind kind, std::string_view id, std::string_view data,
+                            std::string_view zstd_frame) {
   std::string entry(kPackEntryHeaderSize, '\0');
   entry.replace(0, 4, kEntryMagic, 4);
   entry[4] = static_cast<char>(kind);
   entry.replace(8, 16, id.substr(0, 16));
   PutU32(&entry[24], static_cast<uint32_t>(data.size()));
 
+  if (!zstd_frame.empty() && zstd_frame.size() < data.size()) {
+    // The client's frame, already checked to decompress to `data`: compressing
+    // again would cost the server more CPU than the client spent.
+    entry[5] = static_cast<char>(kFlagZstd);
+    entry.append(zstd_frame);
+    PutU32(&entry[28], static_cast<uint32_t>(zstd_frame.size()));
+    PutU64(&entry[kChecksumOffset], EntryChecksum(entry));
+    return entry;
+  }
   const size_t bound = ZSTD_compressBound(data.size());
   entry.resize(kPackEntryHeaderSize + bound);
   const size_t compressed =
@@ -120,6 +130,18 @@ absl::Status CheckPackEntry(std::string_view entry) {
     return absl::DataLossError("pack entry checksum mismatch");
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> StoredPackPayload(std::string_view entry, bool* compressed) {
+  absl::StatusOr<PackEntryHeader> header = ParsePackEntryHeader(entry);
+  if (!header.ok()) return header.status();
+  if (entry.size() != header->entry_size()) {
+    return absl::DataLossError(absl::StrCat("pack entry is ", entry.size(), " bytes, header says ",
+                                            header->entry_size()));
+  }
+  if (absl::Status status = CheckPackEntry(entry); !status.ok()) return status;
+  *compressed = header->compressed;
+  return std::string(entry.substr(kPackEntryHeaderSize));
 }
 
 absl::StatusOr<std::string> DecodePackEntry(std::string_view entry) {

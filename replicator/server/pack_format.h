@@ -25,7 +25,8 @@ std::string EncodePackHeader(int64_t repo_id);
 absl::StatusOr<int64_t> DecodePackHeader(std::string_view header);
 
 // Header + payload (zstd level 3, or raw when that does not shrink it).
-std::string EncodePackEntry(EntryKind kind, std::string_view id, std::string_view data);
+std::string EncodePackEntry(EntryKind kind, std::string_view id, std::string_view data,
+                            std::string_view zstd_frame = {});
 
 struct PackEntryHeader {
   EntryKind kind = EntryKind::kChunk;
@@ -41,6 +42,9 @@ absl::StatusOr<PackEntryHeader> ParsePackEntryHeader(std::string_view header);
 // Checks the checksum (and, for a payload, that it yields `length` bytes)
 // of a whole entry; returns the uncompressed data. DATA_LOSS otherwise.
 absl::StatusOr<std::string> DecodePackEntry(std::string_view entry);
+// As DecodePackEntry, but the payload as stored (a zstd frame when
+// *compressed): for sending compressed chunks without recompressing.
+absl::StatusOr<std::string> StoredPackPayload(std::string_view entry, bool* compressed);
 // As DecodePackEntry without decompressing: the checksum only.
 absl::Status CheckPackEntry(std::string_view entry);
 

@@ -6,6 +6,26 @@
 namespace replifs::server {
 namespace {
 
+// A chunk list given as splices of the server's list (backup.proto): the
+// sizes are checked once the catalog has rebuilt the list.
+absl::Status ValidateChunkListDelta(const v1::NodeState& state, const v1::ChunkListDelta& delta) {
+  const std::string path = paths::PrintablePath(state.path());
+  if (state.type() != v1::NodeState::REGULAR || state.chunks_size() != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "put of \"", path, "\": a chunk-list delta needs a regular file without chunks"));
+  }
+  if (delta.base_digest().size() != kChunkIdSize || delta.digest().size() != kChunkIdSize) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("put of \"", path, "\": chunk-list digests must be ", kChunkIdSize, " bytes"));
+  }
+  for (const v1::ChunkListSplice& splice : delta.splices()) {
+    for (const v1::ChunkRef& chunk : splice.chunks()) {
+      if (absl::Status status = ValidateChunkId(chunk.id()); !status.ok()) return status;
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateNodeState(const v1::NodeState& state) {
   const bool is_directory = state.type() == v1::NodeState::DIRECTORY;
   if (absl::Status status = ValidatePath(state.path(), /*allow_root=*/is_directory); !status.ok()) {
@@ -72,8 +92,19 @@ absl::Status ValidatePath(std::string_view path, bool allow_root) {
 
 absl::Status ValidateOperations(const google::protobuf::RepeatedPtrField<v1::Operation>& ops) {
   for (const v1::Operation& op : ops) {
+    if (op.has_put_chunks_delta() && !op.has_put()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("operation seq ", op.seq(), ": a chunk-list delta without a put"));
+    }
     switch (op.op_case()) {
       case v1::Operation::kPut:
+        if (op.has_put_chunks_delta()) {
+          absl::Status status = ValidateChunkListDelta(op.put(), op.put_chunks_delta());
+          if (!status.ok()) return status;
+          status = ValidatePath(op.put().path(), /*allow_root=*/false);
+          if (!status.ok()) return status;
+          break;
+        }
         if (absl::Status status = ValidateNodeState(op.put()); !status.ok()) return status;
         break;
       case v1::Operation::kRemove:

@@ -105,7 +105,13 @@ class SqliteCatalog : public Catalog {
   absl::Status InsertDeletion(int64_t repo_id, std::string_view path, int64_t time_ns, uint64_t seq)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  absl::Status ApplyPut(int64_t repo_id, const v1::NodeState& state, int64_t time_ns, uint64_t seq)
+  // `known_chunks` (may be null): ids already named by a committed version,
+  // not looked up again.
+  absl::Status ApplyPut(int64_t repo_id, const v1::NodeState& state, int64_t time_ns, uint64_t seq,
+                        const absl::flat_hash_set<std::string>* known_chunks = nullptr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A put whose chunk list is a delta of the path's current list (backup.proto).
+  absl::Status ApplyPutDelta(int64_t repo_id, const v1::Operation& op, int64_t time_ns)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ApplyRemove(int64_t repo_id, std::string_view path, int64_t time_ns, uint64_t seq)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
