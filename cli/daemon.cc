@@ -283,6 +283,7 @@ int RunDaemon(const ProtectionConfig& config, const std::function<void(const abs
   (*fs)->open_writers().SetLastCloseListener(
       [&scheduler](uint64_t inode) { scheduler->WriterClosed(inode); });
   scheduler->SetOpenWriters(&open_writers);
+  backup.SetOpenWriters(&open_writers);
 
   client::ReconcileProgress progress;
   RenamesDuringWalk renames;
@@ -364,6 +365,7 @@ int RunDaemon(const ProtectionConfig& config, const std::function<void(const abs
   control_server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
   scheduler->Stop();
   scheduler->SetOpenWriters(nullptr);
+  backup.SetOpenWriters(nullptr);
   (*fs)->open_writers().SetLastCloseListener(nullptr);
   if (absl::Status s = journal_ptr->Sync(); !s.ok()) LogError("journal", "sync failed", {{"error", s}});
   (*fs)->Unmount();

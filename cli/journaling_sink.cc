@@ -28,10 +28,11 @@ void JournalingSink::OnChange(v1::ChangeEvent event) {
   }
   fault::Hit("after-journal-append");
   if (observer_) observer_(event);
-  // The shim could not name what changed (lost records, a move across the
-  // tree's edge): only a reconcile of the whole tree is certainly right.
-  const bool unnamed = event.op() == v1::ChangeEvent::RESCAN && event.inode() == 0 &&
-                       event.source() == v1::ChangeEvent::SHIM;
+  // The shim or the overlay could not name what changed (lost records, a
+  // move across the tree's edge, a file whose backing name was evicted):
+  // only a reconcile of the whole tree is certainly right.
+  const bool unnamed = event.op() == v1::ChangeEvent::RESCAN && event.inode() == 0 && event.path().empty() &&
+                       (event.source() == v1::ChangeEvent::SHIM || event.source() == v1::ChangeEvent::OVERLAY);
   scheduler_->Enqueue(std::move(event));
   lock.unlock();
   if (unnamed) {

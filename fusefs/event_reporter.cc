@@ -113,6 +113,16 @@ std::optional<ChangeEvent> EventReporter::ObjectEvent(ChangeOp op, const std::ve
   return NewEvent(op, std::move(*path), st);
 }
 
+void EventReporter::ReportUnnamedIfLinked(int stat_fd) const {
+  struct stat st;
+  if (fstat(stat_fd, &st) != 0 || st.st_nlink == 0) return;  // gone: nothing to back up
+  ChangeEvent rescan;
+  rescan.set_op(ChangeEvent::RESCAN);
+  rescan.set_source(ChangeEvent::OVERLAY);
+  rescan.set_time_ns(NowNs());
+  Report(std::move(rescan));
+}
+
 void EventReporter::Report(ChangeEvent event) const {
   if (sink_ != nullptr) sink_->OnChange(std::move(event));
 }

@@ -48,12 +48,16 @@ class EventReporter {
   void Report(replifs::v1::ChangeEvent event) const;
   // Reports op on an object: path from the first of name_fds (O_PATH fds of
   // its names) that still has one, attributes from fstat(stat_fd). Reports
-  // nothing when no name is left. `fill` adds the op specifics.
+  // nothing when no name is left; a still linked object whose name cannot
+  // be found becomes a rescan of the tree. `fill` adds the op specifics.
   template <typename Fill>
   void ReportObject(ChangeOp op, const std::vector<int>& name_fds, int stat_fd, Fill fill) const {
     if (sink_ == nullptr) return;
     std::optional<replifs::v1::ChangeEvent> event = ObjectEvent(op, name_fds, stat_fd);
-    if (!event) return;
+    if (!event) {
+      ReportUnnamedIfLinked(stat_fd);
+      return;
+    }
     fill(*event);
     Report(std::move(*event));
   }
@@ -68,6 +72,10 @@ class EventReporter {
  private:
   std::optional<replifs::v1::ChangeEvent> ObjectEvent(ChangeOp op, const std::vector<int>& name_fds,
                                                       int stat_fd) const;
+  // A file kept by handle whose backing dentry was evicted reopens without a
+  // path (or one was moved out of the tree): if it still has links, its
+  // change must not vanish, so the whole tree is rescanned (an unnamed RESCAN).
+  void ReportUnnamedIfLinked(int stat_fd) const;
   std::optional<std::string> Relative(std::string_view absolute) const;
 
   const int root_fd_;

@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "fusefs/test/mount_fixture.h"
 
@@ -93,6 +94,42 @@ TEST_F(FewPinnedFdsTest, InodesPastTheBudgetAreKeptByHandleAndStillWork) {
 
 // A deleted by-handle file whose inode number a new file reuses: the new
 // file must not be served through the old inode's stale handle.
+// A file kept by handle whose backing dentry the kernel evicted (memory
+// pressure; here drop_caches) reopens disconnected: its fd has no path. Its
+// write must still be captured, never silently dropped.
+TEST_F(FewPinnedFdsTest, WriteToAFileWhoseBackingNameWasEvictedIsNotLost) {
+  constexpr int kFiles = 100;
+  ASSERT_EQ(mkdir(B("evict").c_str(), 0755), 0);
+  for (int i = 0; i < kFiles; ++i) WriteAll(B("evict/f" + std::to_string(i)), "old");
+  // O_PATH fds through the mount pin the kernel's FUSE dentries (no OPEN is
+  // sent), so the daemon keeps its inodes, most of them by handle only.
+  std::vector<int> pins;
+  for (int i = 0; i < kFiles; ++i) {
+    pins.push_back(open(M("evict/f" + std::to_string(i)).c_str(), O_PATH | O_CLOEXEC));
+    ASSERT_GE(pins.back(), 0);
+  }
+  sync();
+  std::FILE* drop = std::fopen("/proc/sys/vm/drop_caches", "w");
+  ASSERT_NE(drop, nullptr) << "needs root";
+  std::fputs("2", drop);
+  std::fclose(drop);
+  sink_.Clear();
+  const int last = kFiles - 1;
+  const std::string via_pin = "/proc/self/fd/" + std::to_string(pins[last]);
+  int fd = open(via_pin.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
+  ASSERT_GE(fd, 0) << strerror(errno);
+  ASSERT_EQ(write(fd, "new", 3), 3);
+  ASSERT_EQ(close(fd), 0);
+  for (int pin : pins) close(pin);
+  EXPECT_EQ(ReadAll(B("evict/f" + std::to_string(last))), "new");
+  // Named, or at least a rescan of the tree: never nothing.
+  const std::string path = "evict/f" + std::to_string(last);
+  const bool named = !sink_.Find(ChangeEvent::WRITE, path).empty() || !sink_.Find(ChangeEvent::TRUNCATE, path).empty();
+  bool rescanned = false;
+  for (const ChangeEvent& e : sink_.Find(ChangeEvent::RESCAN)) rescanned |= e.path().empty() && e.inode() == 0;
+  EXPECT_TRUE(named || rescanned) << "the write was not reported at all (" << sink_.Events().size() << " events)";
+}
+
 TEST_F(FewPinnedFdsTest, ReusedInodeNumberIsANewInode) {
   for (int i = 0; i < 2 * kBudget; ++i) WriteAll(B("p" + std::to_string(i)), "pad");
   for (int i = 0; i < 2 * kBudget; ++i) Lstat(M("p" + std::to_string(i)));

@@ -366,6 +366,12 @@ absl::Status BackupClient::ExecuteLocked(const std::vector<v1::BackupCommand>& b
           break;
         }
         default: {  // CREATE, MKDIR, MKNOD, SYMLINK, RESCAN: send the path as it is now
+          const scheduler::OpenWritersView* writers = open_writers_.load();
+          if (event.op() == v1::ChangeEvent::CREATE && writers != nullptr &&
+              writers->IsOpenForWriting(event.inode())) {
+            builder.AddPutFromEvent(event, seq, time_ns);  // the empty file; content at close
+            break;
+          }
           const bool rescan = event.op() == v1::ChangeEvent::RESCAN;
           absl::Status status = builder.AddPut(event.path(), seq, time_ns, rescan ? 0 : event.inode());
           if (rescan && absl::IsNotFound(status)) {

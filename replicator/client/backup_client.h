@@ -45,6 +45,10 @@ class BackupClient : public scheduler::CommandExecutor {
   ChunkMapStore* chunk_maps() const { return chunk_maps_; }
   // Told when changes were missed; Reconcile restores it.
   ChunkMapTrust& chunk_map_trust() { return map_trust_; }
+  // Files open for writing through the mount (null: none known). The create
+  // of such a file goes out as its event saw it, without reading what is
+  // half written; the content follows in its CONTENT command at the close.
+  void SetOpenWriters(const scheduler::OpenWritersView* writers) { open_writers_.store(writers); }
 
  private:
   class BatchBuilder;
@@ -71,6 +75,7 @@ class BackupClient : public scheduler::CommandExecutor {
   mutable std::mutex published_mutex_;
   BackupClientStats published_;  // guarded by published_mutex_
   std::atomic<RepoConnection*> live_connection_{nullptr};  // for live wire bytes
+  std::atomic<const scheduler::OpenWritersView*> open_writers_{nullptr};
 };
 
 }  // namespace replifs::client
