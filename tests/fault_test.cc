@@ -156,6 +156,21 @@ class FaultTest : public ReplifsTest {
   }
 
   // Sync, verify, restore and compare: the end of every fault test.
+  // Polls `replifs status` for up to 60 s until no rescan is needed and the
+  // reconcile is done; prints the last status.
+  bool WaitRescanned() {
+    RunResult status;
+    bool rescanned = false;
+    for (int i = 0; i < 600 && !rescanned; ++i) {
+      SleepMs(100);
+      status = Status();
+      rescanned = status.out.find("RESCAN NEEDED") == std::string::npos &&
+                  status.out.find("initial sync: done") != std::string::npos;
+    }
+    std::cout << "[ status   ] after recovery:\n" << status.out << std::flush;
+    return rescanned;
+  }
+
   void ExpectRecovered(double sync_timeout_s = 120) {
     RunResult sync = Sync(sync_timeout_s);
     std::cout << "[ sync     ] exit " << sync.exit_code << " in " << sync.seconds << " s" << std::endl;
@@ -640,15 +655,7 @@ TEST_F(FaultTest, FullJournalNeverBlocksAndRescanRecovers) {
   EXPECT_NE(status.out.find("RESCAN NEEDED"), std::string::npos) << "status must report the overflow";
   ASSERT_EQ(RestartServerSamePort(), "");
   // The rescan runs once the journal drained; wait for it, then sync.
-  bool rescanned = false;
-  for (int i = 0; i < 600 && !rescanned; ++i) {
-    SleepMs(100);
-    status = Status();
-    rescanned = status.out.find("RESCAN NEEDED") == std::string::npos &&
-                status.out.find("initial sync: done") != std::string::npos;
-  }
-  std::cout << "[ status   ] after recovery:\n" << status.out << std::flush;
-  EXPECT_TRUE(rescanned) << "the rescan did not finish within 60 s";
+  EXPECT_TRUE(WaitRescanned()) << "the rescan did not finish within 60 s";
   ExpectRecovered();
 }
 
@@ -689,16 +696,7 @@ TEST_F(FaultTest, MissedEditInTheMiddleIsRecoveredByteExact) {
             << " journal append(s) failed; status before the edits:\n" << journal_before << std::flush;
   EXPECT_EQ(missed, 1) << "the injected append failure did not happen";
   // The reconcile runs once the journal drained; wait for it, then compare.
-  RunResult status;
-  bool rescanned = false;
-  for (int i = 0; i < 600 && !rescanned; ++i) {
-    SleepMs(100);
-    status = Status();
-    rescanned = status.out.find("RESCAN NEEDED") == std::string::npos &&
-                status.out.find("initial sync: done") != std::string::npos;
-  }
-  std::cout << "[ status   ] after recovery:\n" << status.out << std::flush;
-  EXPECT_TRUE(rescanned) << "the rescan did not finish within 60 s";
+  EXPECT_TRUE(WaitRescanned()) << "the rescan did not finish within 60 s";
   ExpectRecovered();
 }
 

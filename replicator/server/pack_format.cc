@@ -79,20 +79,18 @@ std::string EncodePackEntry(EntryKind kind, std::string_view id, std::string_vie
     // again would cost the server more CPU than the client spent.
     entry[5] = static_cast<char>(kFlagZstd);
     entry.append(zstd_frame);
-    PutU32(&entry[28], static_cast<uint32_t>(zstd_frame.size()));
-    PutU64(&entry[kChecksumOffset], EntryChecksum(entry));
-    return entry;
-  }
-  const size_t bound = ZSTD_compressBound(data.size());
-  entry.resize(kPackEntryHeaderSize + bound);
-  const size_t compressed =
-      ZSTD_compress(&entry[kPackEntryHeaderSize], bound, data.data(), data.size(), kZstdLevel);
-  if (!ZSTD_isError(compressed) && compressed < data.size()) {
-    entry[5] = static_cast<char>(kFlagZstd);
-    entry.resize(kPackEntryHeaderSize + compressed);
   } else {
-    entry.resize(kPackEntryHeaderSize);
-    entry.append(data);
+    const size_t bound = ZSTD_compressBound(data.size());
+    entry.resize(kPackEntryHeaderSize + bound);
+    const size_t compressed =
+        ZSTD_compress(&entry[kPackEntryHeaderSize], bound, data.data(), data.size(), kZstdLevel);
+    if (!ZSTD_isError(compressed) && compressed < data.size()) {
+      entry[5] = static_cast<char>(kFlagZstd);
+      entry.resize(kPackEntryHeaderSize + compressed);
+    } else {
+      entry.resize(kPackEntryHeaderSize);
+      entry.append(data);
+    }
   }
   PutU32(&entry[28], static_cast<uint32_t>(entry.size() - kPackEntryHeaderSize));
   PutU64(&entry[kChecksumOffset], EntryChecksum(entry));
@@ -132,7 +130,10 @@ absl::Status CheckPackEntry(std::string_view entry) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> StoredPackPayload(std::string_view entry, bool* compressed) {
+namespace {
+
+// The header of a whole entry whose size and checksum hold.
+absl::StatusOr<PackEntryHeader> CheckedEntryHeader(std::string_view entry) {
   absl::StatusOr<PackEntryHeader> header = ParsePackEntryHeader(entry);
   if (!header.ok()) return header.status();
   if (entry.size() != header->entry_size()) {
@@ -140,18 +141,21 @@ absl::StatusOr<std::string> StoredPackPayload(std::string_view entry, bool* comp
                                             header->entry_size()));
   }
   if (absl::Status status = CheckPackEntry(entry); !status.ok()) return status;
+  return header;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> StoredPackPayload(std::string_view entry, bool* compressed) {
+  absl::StatusOr<PackEntryHeader> header = CheckedEntryHeader(entry);
+  if (!header.ok()) return header.status();
   *compressed = header->compressed;
   return std::string(entry.substr(kPackEntryHeaderSize));
 }
 
 absl::StatusOr<std::string> DecodePackEntry(std::string_view entry) {
-  absl::StatusOr<PackEntryHeader> header = ParsePackEntryHeader(entry);
+  absl::StatusOr<PackEntryHeader> header = CheckedEntryHeader(entry);
   if (!header.ok()) return header.status();
-  if (entry.size() != header->entry_size()) {
-    return absl::DataLossError(absl::StrCat("pack entry is ", entry.size(), " bytes, header says ",
-                                            header->entry_size()));
-  }
-  if (absl::Status status = CheckPackEntry(entry); !status.ok()) return status;
   const std::string_view payload = entry.substr(kPackEntryHeaderSize);
   if (!header->compressed) return std::string(payload);
   std::string data(header->length, '\0');
