@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,6 +26,7 @@
 #include "cli/crash_marker.h"
 #include "cli/daemon_metrics.h"
 #include "cli/journaling_sink.h"
+#include "cli/overlay_whole_state.h"
 #include "cli/shim_capture.h"
 #include "fusefs/passthrough_fs.h"
 #include "replicator/client/backup_client.h"
@@ -98,12 +100,30 @@ class RenamesDuringWalk {
 // Append after the loss reuses it for another change, and the server's
 // idempotency check skips that change as a retry (journal/FORMAT.md, "Seqs
 // the server has seen"). Group commit makes this one fdatasync per batch.
+// Replication work (reading, chunking, uploading, reconciling) runs at a low
+// CPU priority, so it mostly takes the CPU the programs writing through the
+// mount leave idle instead of slowing them (issue 4: bench/fs showed the
+// chunking of a busy file taking a core from fio). 10, not 19: a tenth of a
+// normal thread's share still bounds how late a change reaches the server
+// on a machine kept busy by other work. nice is per thread on Linux, and
+// threads started from a lowered one (the upload pipeline) inherit it.
+constexpr int kReplicationNice = 10;
+void LowerThisThreadsPriority() {
+  thread_local bool lowered = false;
+  if (lowered) return;
+  lowered = true;
+  if (setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), kReplicationNice) != 0) {
+    LogWarn("daemon", "cannot lower the replication thread's priority", {{"error", strerror(errno)}});
+  }
+}
+
 class SyncBeforeSend : public scheduler::CommandExecutor {
  public:
   SyncBeforeSend(journal::Journal* journal, scheduler::CommandExecutor* inner)
       : journal_(journal), inner_(inner) {}
   absl::Status Execute(const std::vector<v1::BackupCommand>& batch,
                        std::vector<size_t>* stale) override {
+    LowerThisThreadsPriority();  // the scheduler's processing thread
     if (absl::Status s = journal_->Sync(); !s.ok()) {
       return absl::Status(s.code(), absl::StrCat("journal sync before sending: ", s.message()));
     }
@@ -284,6 +304,8 @@ int RunDaemon(const ProtectionConfig& config, const std::function<void(const abs
       [&scheduler](uint64_t inode) { scheduler->WriterClosed(inode); });
   scheduler->SetOpenWriters(&open_writers);
   backup.SetOpenWriters(&open_writers);
+  OverlayWholeState whole_state(config.mountpoint, &(*fs)->fsync_copies());
+  backup.SetWholeState(&whole_state);
 
   client::ReconcileProgress progress;
   RenamesDuringWalk renames;
@@ -335,6 +357,7 @@ int RunDaemon(const ProtectionConfig& config, const std::function<void(const abs
   scheduler->Start();
   std::atomic<bool> stopping{false};
   std::thread initial_sync([&] {
+    LowerThisThreadsPriority();
     // Replayed changes reach the server before the tree is compared with
     // it: one applied after the comparison's listing could restore what a
     // change interrupted by the crash (done on disk, never journaled) undid.
@@ -366,6 +389,7 @@ int RunDaemon(const ProtectionConfig& config, const std::function<void(const abs
   scheduler->Stop();
   scheduler->SetOpenWriters(nullptr);
   backup.SetOpenWriters(nullptr);
+  backup.SetWholeState(nullptr);
   (*fs)->open_writers().SetLastCloseListener(nullptr);
   if (absl::Status s = journal_ptr->Sync(); !s.ok()) LogError("journal", "sync failed", {{"error", s}});
   (*fs)->Unmount();

@@ -165,7 +165,12 @@ void OpFsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file_info* fi) {
     fuse_reply_err(req, errno);
     return;
   }
-  StateOf(req).events.Barrier();
+  FsState& fs = StateOf(req);
+  // The kernel holds the inode lock and has written every dirty page back:
+  // the backing file holds a state the program wrote. Copied now if the
+  // replicator asked (fsync_copies.h).
+  fs.fsync_copies.CopyIfWanted(fs.inodes.Get(ino).ino, fd, fs.root_fd);
+  fs.events.Barrier();
   fuse_reply_err(req, 0);
 }
 

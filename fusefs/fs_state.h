@@ -10,6 +10,7 @@
 #include "fusefs/event_reporter.h"
 #include "fusefs/inode_table.h"
 #include "fusefs/open_writers.h"
+#include "fusefs/fsync_copies.h"
 
 namespace replifs::fusefs {
 
@@ -24,6 +25,8 @@ struct FsState {
   EventReporter events;
   // Write handles per backing inode: the replicator holds such files back.
   OpenWriters open_writers;
+  // Copies made under an FSYNC: consistent versions of files still written.
+  FsyncCopies fsync_copies;
   // Kernel caching. Safe while the daemon is the only writer of the backing
   // tree. When the tree can change underneath (writes reported by the kernel
   // shim, files put back by restore into the live directory), each such

@@ -73,6 +73,7 @@ class FuseMount final : public PassthroughFs {
   void Unmount() override;
   void InvalidatePath(const std::string& relative_path) override;
   OpenWriters& open_writers() override { return state_->open_writers; }
+  FsyncCopies& fsync_copies() override { return state_->fsync_copies; }
 
  private:
   // fuse_ino_t of a root-relative path the kernel knows, if any.

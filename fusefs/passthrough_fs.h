@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "fusefs/event_sink.h"
 #include "fusefs/open_writers.h"
+#include "fusefs/fsync_copies.h"
 
 namespace replifs::fusefs {
 
@@ -62,6 +63,8 @@ class PassthroughFs {
 
   // Backing inodes open for writing through the mount (valid until Unmount).
   virtual OpenWriters& open_writers() = 0;
+  // Copies of backing files taken under an FSYNC (valid until Unmount).
+  virtual FsyncCopies& fsync_copies() = 0;
 };
 
 }  // namespace replifs::fusefs

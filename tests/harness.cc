@@ -22,6 +22,8 @@
 #include <random>
 #include <sstream>
 
+#include "cli/mount_table.h"
+
 namespace replifs::test {
 namespace {
 
@@ -52,48 +54,7 @@ std::string Tail(const std::string& s, size_t n) {
   return s.size() <= n ? s : "[...]" + s.substr(s.size() - n);
 }
 
-std::string Unescape(const std::string& s) {  // mountinfo octal escapes
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size()) {
-      int v = 0;
-      bool ok = true;
-      for (int k = 1; k <= 3; ++k) {
-        char c = s[i + k];
-        if (c < '0' || c > '7') ok = false;
-        v = v * 8 + (c - '0');
-      }
-      if (ok) {
-        out += static_cast<char>(v);
-        i += 3;
-        continue;
-      }
-    }
-    out += s[i];
-  }
-  return out;
-}
-
-struct MountEntry {
-  std::string mount_point;
-  std::string fstype;
-};
-
-std::vector<MountEntry> ReadMounts() {
-  std::vector<MountEntry> out;
-  std::ifstream in("/proc/self/mountinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream ls(line);
-    std::vector<std::string> f;
-    std::string w;
-    while (ls >> w) f.push_back(w);
-    auto sep = std::find(f.begin(), f.end(), "-");
-    if (f.size() < 5 || sep == f.end() || sep + 1 == f.end()) continue;
-    out.push_back({Unescape(f[4]), *(sep + 1)});
-  }
-  return out;
-}
+using cli::ReadMounts;  // the daemon's own mountinfo reader
 
 std::string FromEnvOr(const char* var, const std::string& fallback) {
   const char* v = getenv(var);
@@ -248,7 +209,7 @@ void RemoveTree(const std::string& path) {
 std::string MountFsType(const std::string& dir) {
   std::string type;
   for (const auto& m : ReadMounts())
-    if (m.mount_point == dir) type = m.fstype;  // later lines are mounted on top
+    if (m.mountpoint == dir) type = m.fstype;  // later lines are mounted on top
   return type;
 }
 
@@ -256,7 +217,7 @@ bool IsMounted(const std::string& dir) { return !MountFsType(dir).empty(); }
 
 int MountCount(const std::string& dir) {
   int n = 0;
-  for (const auto& m : ReadMounts()) n += m.mount_point == dir;
+  for (const auto& m : ReadMounts()) n += m.mountpoint == dir;
   return n;
 }
 
@@ -267,8 +228,8 @@ int DetachMountsUnder(const std::string& dir) {
     auto mounts = ReadMounts();
     std::reverse(mounts.begin(), mounts.end());
     for (const auto& m : mounts) {
-      if (m.mount_point == dir || m.mount_point.rfind(dir + "/", 0) == 0) {
-        if (umount2(m.mount_point.c_str(), MNT_DETACH) == 0) {
+      if (m.mountpoint == dir || m.mountpoint.rfind(dir + "/", 0) == 0) {
+        if (umount2(m.mountpoint.c_str(), MNT_DETACH) == 0) {
           ++count;
           any = true;
         }
@@ -591,7 +552,7 @@ void ReplifsTest::SetUp() {
   ASSERT_EQ(guard_.Arm(root_, state_), "") << "starting the orphan guard";
   std::string err = server_.Start(store_, "127.0.0.1:0", server_log_);
   ASSERT_EQ(err, "") << "starting replifs-server";
-  guard_.AddServer(server_.pid());
+  ASSERT_EQ(guard_.AddServer(server_.pid()), "");
   // The operator creates the repository; the client gets its token in a file.
   token_file_ = root_ + "/token";
   ASSERT_NO_FATAL_FAILURE(CreateRepo(repo_, token_file_));
@@ -768,10 +729,7 @@ std::string ReplifsTest::RestartServerSamePort() {
   // The port may linger briefly; retry for a few seconds.
   for (int attempt = 0; attempt < 10; ++attempt) {
     last = server_.Start(store_, listen, server_log_);
-    if (last.empty()) {
-      guard_.AddServer(server_.pid());
-      return "";
-    }
+    if (last.empty()) return guard_.AddServer(server_.pid());
     usleep(500000);
   }
   return last;

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,7 +12,7 @@
 namespace replifs::test {
 namespace {
 
-// Runs as `sh -c SCRIPT guard ROOT STATE` with the pipe on stdin. Lines are
+// Runs as `sh -c SCRIPT guard ROOT STATE` with the socket on stdin. Lines are
 // "server PID" or "done"; end of input without "done" means the test died.
 constexpr char kWatcherScript[] = R"sh(
 root=$1; state=$2; servers=
@@ -32,14 +33,30 @@ done
 echo "orphan guard: the test under $root died; detached its mounts, killed its daemon and servers" >&2
 )sh";
 
+// A socket rather than a pipe, so a write to a dead watcher can say EPIPE
+// (MSG_NOSIGNAL) instead of killing the test with SIGPIPE.
+std::string SendLine(int fd, const std::string& line) {
+  size_t sent = 0;
+  while (sent < line.size()) {
+    const ssize_t n = send(fd, line.data() + sent, line.size() - sent, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0)
+      return std::string("telling the orphan guard \"") + line.substr(0, line.size() - 1) +
+             "\": " + strerror(errno);
+    sent += static_cast<size_t>(n);
+  }
+  return "";
+}
+
 }  // namespace
 
 std::string OrphanGuard::Arm(const std::string& root, const std::string& state_dir) {
   Disarm();
   int fds[2];
-  // Close-on-exec: a daemon the test starts later must not hold the write end,
-  // or the watcher would never see the test die.
-  if (pipe2(fds, O_CLOEXEC) != 0) return std::string("pipe2: ") + strerror(errno);
+  // Close-on-exec: a daemon the test starts later must not hold the test's
+  // end, or the watcher would never see the test die.
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
+    return std::string("socketpair: ") + strerror(errno);
   const pid_t pid = fork();
   if (pid < 0) {
     close(fds[0]);
@@ -59,15 +76,15 @@ std::string OrphanGuard::Arm(const std::string& root, const std::string& state_d
   return "";
 }
 
-void OrphanGuard::AddServer(pid_t pid) {
-  if (fd_ < 0 || pid <= 0) return;
-  const std::string line = "server " + std::to_string(pid) + "\n";
-  (void)!write(fd_, line.data(), line.size());
+std::string OrphanGuard::AddServer(pid_t pid) {
+  if (fd_ < 0) return "the orphan guard is not armed";
+  if (pid <= 0) return "no server pid to guard";
+  return SendLine(fd_, "server " + std::to_string(pid) + "\n");
 }
 
 void OrphanGuard::Disarm() {
   if (fd_ < 0) return;
-  (void)!write(fd_, "done\n", 5);
+  (void)SendLine(fd_, "done\n");  // a watcher that already died needs no word
   close(fd_);
   fd_ = -1;
   int status = 0;

@@ -1,6 +1,6 @@
 // Cleans up after a test process that dies without running its TearDown
 // (killed by a signal, by `timeout`, by a crash): a small watcher in its own
-// session waits on a pipe from the test; if the pipe closes before the test
+// session waits on a socket from the test; if it closes before the test
 // says "done", it lazily detaches every mount under the test's root and kills
 // the daemon named in STATE/daemon.pid and the servers it was told of.
 #pragma once
@@ -22,8 +22,9 @@ class OrphanGuard {
   // Returns "" or why it could not start.
   std::string Arm(const std::string& root, const std::string& state_dir);
   // A server the watcher must kill (only if /proc/PID/cmdline still names
-  // replifs-server, so a reused pid is left alone).
-  void AddServer(pid_t pid);
+  // replifs-server, so a reused pid is left alone). Returns "" or why the
+  // watcher could not be told (it died: the test would be unguarded).
+  std::string AddServer(pid_t pid);
   // The test cleaned up itself: the watcher exits without acting.
   void Disarm();
 

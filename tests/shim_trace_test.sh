@@ -4,7 +4,7 @@
 #  - stores through a shared mapping are named by msync, close-while-mapped
 #    and munmap (shim-dev-probe --mmap-write), and nothing for the same
 #    workload outside the tree;
-#  - the per-file verdict cache follows renames: a file written through an
+#  - the verdict cache follows renames: a file written through an
 #    fd kept open is reported once it is moved into the tree, and no longer
 #    once it is moved out;
 #  - the fanotify backstop names a file written by aio (io_submit: no hooked
@@ -14,6 +14,12 @@
 #  - msync while another thread holds the mmap lock: the shim counts the
 #    lookups it could not make (vma_busy > 0) and fanotify names the file at
 #    its close.
+#  - calls decided in the kernel send nothing outside the tree and are
+#    reported inside: a create and writes in a new directory (directory
+#    verdict cache), chmod through "/proc/self/fd/N" (glibc's
+#    fchmodat(AT_SYMLINK_NOFOLLOW)), "chown -h" of that link (procfs itself),
+#    a file written 30 directories deep outside (deeper than names reach);
+#    and a directory moved into the tree with a file in it kept open.
 # The hooks are the ones REPLIFS_SHIM_HOOKS asks for (raw when unset): the
 # tracer must say it uses them (no silent fallback).
 #   usage: shim_trace_test.sh REPLIFS-SHIM-TRACE SHIM-DEV-PROBE SHIM-AIO-WRITE SHIM-MMAP-CONTEND
@@ -65,6 +71,27 @@ sleep 0.5  # the backstop marks new directories as their events arrive
 "$aio" "$work/prot/moved/inner/aio_moved.bin"
 # 4. msync against a busy mmap lock.
 "$contend" "$work/prot/contended" 1 > /dev/null
+# 5. Calls decided in the kernel (the directory verdict cache; "/proc/self/fd/N"
+#    names): outside the tree they send nothing (checked by the writer's pid),
+#    the same calls inside are reported. as_pid TAG CMD...: runs CMD with its
+#    pid in $work/pid.TAG.
+as_pid() { local tag=$1; shift; sh -c 'echo $$ > "$0"; exec "$@"' "$work/pid.$tag" "$@"; }
+mkdir -p "$work/plain/fresh" "$work/prot/fresh"
+as_pid dd_out dd if=/dev/zero of="$work/plain/fresh/f" bs=4096 count=2 status=none
+as_pid dd_in dd if=/dev/zero of="$work/prot/fresh/f" bs=4096 count=2 status=none
+echo x > "$work/plain/pfd_out"; echo x > "$work/prot/pfd_in"
+as_pid chmod_out chmod 600 /proc/self/fd/7 7< "$work/plain/pfd_out"
+as_pid chmod_in chmod 600 /proc/self/fd/7 7< "$work/prot/pfd_in"
+as_pid chown_link chown -h root /proc/self/fd/7 7< "$work/prot/pfd_in"  # the procfs link itself
+deep_out="$work/plain/deep$(printf '/d%.0s' $(seq 30))"  # deeper than the naming walk
+mkdir -p "$deep_out"
+as_pid dd_deep dd if=/dev/zero of="$deep_out/f" bs=4096 count=1 status=none
+mkdir -p "$work/plain/dmove"
+exec 5>> "$work/plain/dmove/f"
+echo a >&5                            # outside: its directory cached as outside
+mv "$work/plain/dmove" "$work/prot/dmove"
+echo b >&5                            # its directory moved in: must be reported
+exec 5>&-
 sleep 0.5
 kill -INT "$trace_pid"; wait "$trace_pid" || true; trace_pid=""
 
@@ -89,6 +116,12 @@ expect '^pid=[0-9]+ fanotify path=moved/inner/aio_moved.bin$'
 expect_count 0 'outside'
 expect_count 0 'UNRESOLVED|OVERFLOW'
 expect '^pid=[0-9]+ fanotify path=contended$'
+for tag in dd_out dd_deep chmod_out chown_link; do expect_count 0 "^pid=$(cat "$work/pid.$tag") "; done
+expect_count 2 "^pid=$(cat "$work/pid.dd_in") write path=fresh/f off=(0|4096) len=4096 "
+expect_count 1 "^pid=$(cat "$work/pid.dd_in") openat path=fresh/f "
+expect_count 1 "^pid=$(cat "$work/pid.chmod_in") (chmod|fchmodat) path=pfd_in "
+expect_count 1 ' write path=dmove/f off=2 len=2 '
+expect_count 0 'dmove/f off=0'
 grep -q 'dropped=0 ' "$work/err" || { echo "shim_trace_test: records dropped" >&2; fail=1; }
 grep -qE 'vma_busy=[1-9]' "$work/err" || { echo "shim_trace_test: no msync met a busy mmap lock (vma_busy=0)" >&2; fail=1; }
 if [[ $fail != 0 ]]; then

@@ -14,7 +14,8 @@ identical second copy. Page caches are dropped before each measured run.
 
 Scenarios (issue 5):
   (e) initial sync of 1 GiB plus 10,000 small files
-  (a) 4 KiB overwritten in the middle of the 1 GiB file
+  (a) 4 KiB overwritten in the middle of the 1 GiB file (timed DELTA_A_REPEATS=5
+      times at the same offset, the peers' bytes last; times are medians)
   (b) 1 MiB inserted in the middle of a 256 MiB file (tail rewritten in place)
   (c) 1 % of the 10,000 small files modified (100 bytes each, in place)
   (d) a 256 MiB file saved by temp+rename with 1 % of its bytes changed
@@ -29,11 +30,13 @@ Figures per tool:
   cpu      sender CPU seconds (user + system).
   wall     replifs: end of the edit -> the daemon's acknowledgement time
            ("last acknowledged change ... at", the server has fsynced; the
-           note says when `replifs sync` returned); (e): mount -> sync
+           note gives the start of `replifs sync` -> that acknowledgement,
+           which (a)'s 0.1 s target is about, and when `replifs sync`
+           returned); (e): mount -> sync
            returned. rsync, restic: the run. rsync does not fsync.
 Ratios are against the best peer of the same row, measured in the same run.
 """
-import datetime, os, random, re, resource, shutil, signal, subprocess, sys, time
+import datetime, os, random, re, resource, shutil, signal, statistics, subprocess, sys, time
 
 GiB, MiB, KiB = 1 << 30, 1 << 20, 1 << 10
 BIG = int(os.environ.get("DELTA_BIG", GiB))
@@ -43,6 +46,8 @@ RECONCILE_FILES = int(os.environ.get("DELTA_RECONCILE", 100000))
 # Which cases to report, e.g. DELTA_CASES=e or DELTA_CASES=d ("r": the
 # remount). The initial sync runs always (every later case starts from it).
 CASES = os.environ.get("DELTA_CASES", "eabcdr")
+# (a) is timed this many times (median): a single 0.1 s figure is noise.
+A_REPEATS = max(1, int(os.environ.get("DELTA_A_REPEATS", 5)))
 # DELTA_PEERS=0: replifs alone (quick profiling runs; ratios print as 0).
 WITH_PEERS = os.environ.get("DELTA_PEERS", "1") != "0"
 SEED = 20261125
@@ -131,9 +136,9 @@ def make_small_files(dir, files, count, seed):
 # bench drops caches between the two, so the editor's own reads (served by
 # the replifs daemon for the mount) do not count as the sender's.
 
-def edit_a(tree):
+def edit_a(tree, seed=SEED + 1):
     def write():
-        rng = random.Random(SEED + 1)
+        rng = random.Random(seed)
         fd = os.open(os.path.join(tree, "big.bin"), os.O_WRONLY)
         os.pwrite(fd, rng.randbytes(4 * KiB), BIG // 2)
         os.close(fd)
@@ -342,6 +347,7 @@ class Replifs:
         read0, cpu0 = self.proc_counters(pid)
         changed = write()
         t_edit, t_edit_clock = time.monotonic(), time.time()
+        t_sync_clock = time.time()  # `replifs sync` starts here (its process start-up counts)
         self.sync()
         wall = time.monotonic() - t_edit
         read1, cpu1 = self.proc_counters(pid)
@@ -352,6 +358,7 @@ class Replifs:
         acked = datetime.datetime.fromisoformat(m.group(1).replace("Z", "+00:00")).timestamp() if m else None
         return {"wire": wire1 - wire0, "read": read1 - read0, "cpu": cpu1 - cpu0,
                 "wall": acked - t_edit_clock if acked else wall, "sync_wall": wall,
+                "sync_to_ack": acked - t_sync_clock if acked else wall,
                 "changed": changed, "chunked": lread1 - lread0}
 
     def stop(self):
@@ -359,6 +366,19 @@ class Replifs:
             self.cmd("umount", self.prot, check=False)
         self.server.send_signal(signal.SIGTERM)
         self.server.wait(timeout=60)
+
+
+def measure_a(rf):
+    """(a) A_REPEATS times at the same offset, other bytes each time and the
+    peers' edit last (so the trees still agree): times are the median of all
+    runs, bytes those of the last. One run is noise on a shared machine."""
+    runs = [rf.measure(lambda tree, i=i: edit_a(tree, SEED + 100 + i)) for i in range(A_REPEATS - 1)]
+    runs.append(rf.measure(edit_a))
+    out = dict(runs[-1])
+    for key in ("wall", "sync_wall", "sync_to_ack"):
+        out[key] = statistics.median(r[key] for r in runs)
+    out["runs"] = len(runs)
+    return out
 
 
 def start_rsync_daemon(root, modules):
@@ -400,7 +420,9 @@ def print_table(rows, targets):
             if name == "replifs" and case in targets:
                 note = targets[case](r)
                 if "chunked" in r:
-                    note = "chunked %s, sync returned %.2f s; %s" % (fmt_bytes(r["chunked"]), r["sync_wall"], note)
+                    note = "chunked %s, sync start->durable %.3f s, sync returned %.2f s%s; %s" % (
+                        fmt_bytes(r["chunked"]), r["sync_to_ack"], r["sync_wall"],
+                        " (medians of %d)" % r["runs"] if "runs" in r else "", note)
             extra = ""
             if case == "e":
                 extra = " (%.0f MB/s)" % (r["total"] / r["wall"] / 1e6)
@@ -474,7 +496,10 @@ def main():
         for case, edit in (("a", edit_a), ("b", edit_b), ("c", edit_c), ("d", edit_d)):
             if case not in CASES:
                 continue
-            results = [("replifs", rf.measure(edit))]
+            if case == "a":
+                results = [("replifs", measure_a(rf))]
+            else:
+                results = [("replifs", rf.measure(edit))]
             edit(peer)()
             for p in peers:
                 drop_caches()
@@ -499,8 +524,8 @@ def main():
 
     max_chunk = 256 * KiB
     targets = {
-        "a": lambda r: "target <=256 KiB wire, <=1 MiB read, <=0.1 s: %s" % (
-            "MET" if r["wire"] <= 256 * KiB and r["read"] <= MiB and r["wall"] <= 0.1 else "MISSED"),
+        "a": lambda r: "target <=256 KiB wire, <=1 MiB read, durable <=0.1 s after sync starts: %s" % (
+            "MET" if r["wire"] <= 256 * KiB and r["read"] <= MiB and r["sync_to_ack"] <= 0.1 else "MISSED"),
         "b": lambda r: "target <=%s wire: %s" % (fmt_bytes(1.5 * r["changed"] + 2 * max_chunk),
                                                  "MET" if r["wire"] <= 1.5 * r["changed"] + 2 * max_chunk else "MISSED"),
         "c": lambda r: "target <=0.5 MB wire: %s" % ("MET" if r["wire"] <= 500_000 else "MISSED"),

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -148,7 +149,11 @@ BpfShim::~BpfShim() {
 }
 
 absl::Status BpfShim::Poll(int timeout_ms) {
-  int n = ring_buffer__poll(state_->ring, timeout_ms);
+  // The programs wake the reader at most every 2 ms (replifs_shim.bpf.c,
+  // wakeup_flag): records sent in between are read after at most 20 ms.
+  constexpr int kMaxWaitMs = 20;
+  int n = ring_buffer__poll(state_->ring, std::min(timeout_ms, kMaxWaitMs));
+  if (n >= 0) n = ring_buffer__consume(state_->ring);
   if (n < 0 && n != -EINTR) return absl::InternalError(absl::StrCat("shim ring buffer: ", strerror(-n)));
   return absl::OkStatus();
 }

@@ -99,15 +99,18 @@ struct {
   __uint(max_entries, 16 << 20);
 } events SEC(".maps");
 
-/* The per-file verdict cache: whether the file behind a struct file lies
- * under a protected root, so calls on files of a protected device outside
- * the trees cost one lookup, not a d_parent walk each. Keyed by the file and
- * its dentry (a reused struct file names another dentry, or close dropped
- * the entry); a verdict is only trusted while `tree_gen` is unchanged, and
- * every rename (the only way a dentry changes parents) bumps it. */
-struct verdict_key {
-  __u64 file;
-  __u64 dentry;
+/* The directory verdict cache: whether a directory lies under a protected
+ * root, keyed by its device and inode, so calls on files of a protected
+ * device outside the trees cost one lookup, not a d_parent walk each. A
+ * file's verdict is its directory's (roots are directories), so every new
+ * file in a known directory (an untar) is a hit too. A verdict is only
+ * trusted while `tree_gen` is unchanged: every rename (the only way a
+ * directory changes place) and every directory removal (after which its
+ * inode number can name a new directory elsewhere) bumps it. */
+struct dir_key {
+  __u32 dev;
+  __u32 pad;
+  __u64 ino;
 };
 struct verdict {
   __u64 gen;
@@ -116,10 +119,26 @@ struct verdict {
 
 struct {
   __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(max_entries, 65536);
-  __type(key, struct verdict_key);
+  __uint(max_entries, 16384);
+  __type(key, struct dir_key);
   __type(value, struct verdict);
-} verdicts SEC(".maps");
+} dir_verdicts SEC(".maps");
+
+/* In front of it, the verdict per open file, keyed by the struct file and
+ * its dentry (one read, where the directory's key takes six): writes to a
+ * file already open cost one lookup. Same generation rule; a reused struct
+ * file names another dentry, or the same file with the same verdict. */
+struct file_key {
+  __u64 file;
+  __u64 dentry;
+};
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 65536);
+  __type(key, struct file_key);
+  __type(value, struct verdict);
+} file_verdicts SEC(".maps");
 
 __u64 tree_gen = 1;
 __u64 unresolved = 0;   /* calls in a protected device the programs could not name: rescan */
@@ -235,6 +254,23 @@ static __always_inline struct scratch *begin(__u32 syscall, long ret) {
   return s;
 }
 
+/* Waking the reader costs a self-IPI (irq_work), a trap to the hypervisor
+ * in a VM: about a fifth of an event's cost (bench/shim, perf). So the
+ * reader is woken at most once per WAKEUP_EVERY_NS (and only if it waits),
+ * or when the ring fills up; it also looks at least every 20 ms on its own
+ * (BpfShim::Poll), so a record waits at most that long. */
+#define WAKEUP_EVERY_NS 2000000ULL
+#define WAKEUP_AT_BYTES (4 << 20)
+__u64 last_wakeup_ns = 0;
+
+static __always_inline __u64 wakeup_flag(__u64 now) {
+  if (now - last_wakeup_ns >= WAKEUP_EVERY_NS || bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= WAKEUP_AT_BYTES) {
+    last_wakeup_ns = now;
+    return 0; /* adaptive: wakes the reader if it has caught up */
+  }
+  return BPF_RB_NO_WAKEUP;
+}
+
 static __always_inline void send(struct scratch *s, __u32 off) {
   if (overflow_pending) {
     s->h.flags |= REPLIFS_SHIM_F_OVERFLOW;
@@ -242,7 +278,7 @@ static __always_inline void send(struct scratch *s, __u32 off) {
   __u64 size = sizeof(struct replifs_shim_event) + (off & (REPLIFS_SHIM_DATA_MAX * 2 - 1));
   if (size > sizeof(struct scratch)) return;
   s->h.size = size;
-  if (bpf_ringbuf_output(&events, s, size, 0) != 0) {
+  if (bpf_ringbuf_output(&events, s, size, wakeup_flag(s->h.time_ns)) != 0) {
     __sync_fetch_and_add(&dropped, 1);
     overflow_pending = 1;
   } else {
@@ -250,6 +286,8 @@ static __always_inline void send(struct scratch *s, __u32 off) {
     if (s->h.flags & REPLIFS_SHIM_F_OVERFLOW) overflow_pending = 0;
   }
 }
+
+static bool in_tree(struct dentry *d);
 
 /* A record about the file behind `f` (fd calls, opens): nothing if it is not
  * under a protected root. */
@@ -264,6 +302,9 @@ static __always_inline struct scratch *file_record(struct replifs_shim_config *c
   *off = 0;
   int r = walk(cfg, s, off, d, &root);
   if (r == WALK_FS_ROOT) return 0;
+  /* Too deep to name: a file deep elsewhere on the device (a build tree)
+   * would otherwise rescan the tree; the walk without names goes deeper. */
+  if (r == WALK_TOO_DEEP && !in_tree(d)) return 0;
   if (r == WALK_TOO_DEEP) s->h.flags |= REPLIFS_SHIM_F_UNRESOLVED;
   s->h.root_index = root;
   s->h.name_len[0] = *off;
@@ -293,6 +334,13 @@ static __always_inline bool name_field(struct replifs_shim_config *cfg, struct s
   if (root_index < 0) return false;
   __u32 start = *off, root = root_index;
   int r = walk(cfg, s, off, base, &root);
+  if (r == WALK_TOO_DEEP && !in_tree(base)) {
+    /* A starting directory too deep to name but outside every tree: like
+     * any other outside start, the name is resolved where the writer sees
+     * it (the dir names, cut short, are dropped). */
+    *off = start;
+    r = WALK_FS_ROOT;
+  }
   if (r == WALK_TOO_DEEP) s->h.flags |= REPLIFS_SHIM_F_UNRESOLVED;
   if (r == WALK_FS_ROOT)
     s->h.flags |= field == 0 ? REPLIFS_SHIM_F_NAME1_FROM_FS_ROOT : REPLIFS_SHIM_F_NAME2_FROM_FS_ROOT;
@@ -342,6 +390,55 @@ static __always_inline struct call_shape shape_of(__u32 sc) {
   return c;
 }
 
+/* Calls with one name that act on an existing object (not create/remove). */
+static __always_inline bool one_name_on_object(__u32 sc) {
+  switch (sc) {
+    case REPLIFS_SYS_TRUNCATE: case REPLIFS_SYS_CHMOD: case REPLIFS_SYS_FCHMODAT: case REPLIFS_SYS_CHOWN:
+    case REPLIFS_SYS_LCHOWN: case REPLIFS_SYS_FCHOWNAT: case REPLIFS_SYS_UTIMENSAT: case REPLIFS_SYS_SETXATTR:
+    case REPLIFS_SYS_LSETXATTR: case REPLIFS_SYS_REMOVEXATTR: case REPLIFS_SYS_LREMOVEXATTR:
+      return true;
+  }
+  return false;
+}
+
+/* N when the name is exactly "/proc/self/fd/N", else NOT_PROC_FD. */
+#define NOT_PROC_FD -1
+static __always_inline int proc_self_fd(__u64 name, int dirfd_index) {
+  if (dirfd_index == RAW_ARG || dirfd_index == NO_ARG) return NOT_PROC_FD;
+  char buf[24] = {};
+  if (bpf_probe_read_user(buf, sizeof(buf), (const void *)name) != 0) {
+    /* The name may end less than 24 bytes before an unmapped page. */
+    if (bpf_probe_read_user_str(buf, sizeof(buf), (const void *)name) <= 0) return NOT_PROC_FD;
+  }
+  const char prefix[] = "/proc/self/fd/";
+  for (int i = 0; i < (int)sizeof(prefix) - 1; i++)
+    if (buf[i] != prefix[i]) return NOT_PROC_FD;
+  int fd = 0, digits = 0;
+  for (int i = sizeof(prefix) - 1; i < (int)sizeof(buf); i++) {
+    char ch = buf[i];
+    if (ch == 0) break;
+    if (ch < '0' || ch > '9' || digits == 8) return NOT_PROC_FD;
+    fd = fd * 10 + (ch - '0');
+    digits++;
+    if (i == sizeof(buf) - 1) return NOT_PROC_FD; /* no NUL in reach */
+  }
+  if (digits == 0) return NOT_PROC_FD;
+  return fd;
+}
+
+/* Whether a one-name call on its object follows a final symlink (then
+ * "/proc/self/fd/N" means fd N's file; else the procfs link itself). */
+static __always_inline bool follows_last_link(__u32 sc, const struct saved_call *c) {
+  switch (sc) {
+    case REPLIFS_SYS_TRUNCATE: case REPLIFS_SYS_CHMOD: case REPLIFS_SYS_FCHMODAT: case REPLIFS_SYS_CHOWN:
+    case REPLIFS_SYS_SETXATTR: case REPLIFS_SYS_REMOVEXATTR:
+      return true;
+    case REPLIFS_SYS_FCHOWNAT: return !(c->args[4] & 0x100 /* AT_SYMLINK_NOFOLLOW */);
+    case REPLIFS_SYS_UTIMENSAT: return !(c->args[3] & 0x100);
+  }
+  return false;
+}
+
 static __always_inline bool is_open(__u32 sc) {
   return sc == REPLIFS_SYS_OPEN || sc == REPLIFS_SYS_OPENAT || sc == REPLIFS_SYS_OPENAT2 ||
          sc == REPLIFS_SYS_CREAT;
@@ -349,11 +446,15 @@ static __always_inline bool is_open(__u32 sc) {
 
 /* Whether d lies under a protected root (no names: the cheap test at entry,
  * so calls on other files of a protected device cost one walk, not a saved
- * call too). Too deep counts as inside: exit then flags it unresolved. */
-static __noinline bool in_tree(struct dentry *d) {
+ * call too). It goes deeper than the naming walk (REPLIFS_SHIM_MAX_DEPTH);
+ * deeper still counts as inside: exit then flags it unresolved. */
+#define IN_TREE_MAX_DEPTH 128
+/* Global, so the verifier checks its loop once, not at every call site. */
+__noinline int in_tree_walk(__u64 dentry) {
+  struct dentry *d = (struct dentry *)dentry;
   dev_t s_dev = dentry_dev(d);
   struct root_key key = {s_dev >> MINORBITS, s_dev & ((1U << MINORBITS) - 1), 0};
-  for (int depth = 0; depth < REPLIFS_SHIM_MAX_DEPTH; depth++) {
+  for (int depth = 0; depth < IN_TREE_MAX_DEPTH; depth++) {
     key.ino = BPF_CORE_READ(d, d_inode, i_ino);
     if (bpf_map_lookup_elem(&shim_roots, &key)) return true;
     struct dentry *parent = BPF_CORE_READ(d, d_parent);
@@ -363,16 +464,37 @@ static __noinline bool in_tree(struct dentry *d) {
   return true;
 }
 
-/* Whether file f lies under a protected root, through the verdict cache. */
-static __always_inline bool file_in_tree(struct file *f) {
-  struct dentry *d = BPF_CORE_READ(f, f_path.dentry);
-  struct verdict_key key = {(__u64)f, (__u64)d};
+static bool in_tree(struct dentry *d) { return in_tree_walk((__u64)d); }
+
+/* Whether directory dir lies under a protected root, through the cache. */
+static __always_inline bool dir_in_tree(struct dentry *dir) {
+  struct dir_key key = {dentry_dev(dir), 0, BPF_CORE_READ(dir, d_inode, i_ino)};
   /* Read before the walk: a rename finishing during it makes this verdict stale at once. */
   __u64 gen = tree_gen;
-  struct verdict *v = bpf_map_lookup_elem(&verdicts, &key);
+  struct verdict *v = bpf_map_lookup_elem(&dir_verdicts, &key);
   if (v && v->gen == gen) return v->inside;
-  struct verdict fresh = {gen, in_tree(d)};
-  bpf_map_update_elem(&verdicts, &key, &fresh, BPF_ANY);
+  struct verdict fresh = {gen, in_tree(dir)};
+  bpf_map_update_elem(&dir_verdicts, &key, &fresh, BPF_ANY);
+  return fresh.inside;
+}
+
+/* Whether the object behind dentry d lies under a protected root: a
+ * directory's own verdict, anything else its parent directory's. */
+static __always_inline bool dentry_in_tree(struct dentry *d) {
+  umode_t mode = BPF_CORE_READ(d, d_inode, i_mode);
+  if ((mode & 0170000) == 0040000) return dir_in_tree(d);
+  return dir_in_tree(BPF_CORE_READ(d, d_parent));
+}
+
+/* Whether file f lies under a protected root. */
+static __always_inline bool file_in_tree(struct file *f) {
+  struct dentry *d = BPF_CORE_READ(f, f_path.dentry);
+  struct file_key key = {(__u64)f, (__u64)d};
+  __u64 gen = tree_gen;
+  struct verdict *v = bpf_map_lookup_elem(&file_verdicts, &key);
+  if (v && v->gen == gen) return v->inside;
+  struct verdict fresh = {gen, dentry_in_tree(d)};
+  bpf_map_update_elem(&file_verdicts, &key, &fresh, BPF_ANY);
   return fresh.inside;
 }
 
@@ -416,8 +538,6 @@ static __always_inline int on_enter(struct saved_call c) {
      * the last close/munmap: name the file at entry, while the fd is valid. */
     struct file *f = fd_file((int)c.args[0]);
     if (!f || root_on_dev(cfg, BPF_CORE_READ(f, f_inode, i_sb, s_dev)) < 0) return 0;
-    struct verdict_key key = {(__u64)f, (__u64)BPF_CORE_READ(f, f_path.dentry)};
-    bpf_map_delete_elem(&verdicts, &key);  /* this struct file may soon name another file */
     if (BPF_CORE_READ(f, f_mapping, i_mmap_writable.counter) <= 0) return 0;
     emit_file_now(cfg, sc, f);
     return 0;
@@ -488,6 +608,8 @@ static __always_inline int on_exit(__u32 exiting, long ret) {
   if (is_open(sc)) {
     struct file *f = fd_file((int)ret);
     if (!f) return 0;
+    /* Outside every tree (the common case): decided by the cache, no name walk. */
+    if (root_on_dev(cfg, BPF_CORE_READ(f, f_inode, i_sb, s_dev)) < 0 || !file_in_tree(f)) return 0;
     s = file_record(cfg, sc, ret, f, &off);
     if (!s) return 0;
     s->h.call_flags = c.open_flags;
@@ -534,7 +656,22 @@ static __always_inline int on_exit(__u32 exiting, long ret) {
     send(s, off);
     return 0;
   }
-  /* By name. */
+  /* By name. "/proc/self/fd/N" (glibc's fchmodat(AT_SYMLINK_NOFOLLOW),
+   * "chmod /proc/self/fd/N"): the kernel's magic link names fd N's file,
+   * which the daemon could not find from the name (its own /proc/self). */
+  int via_fd = one_name_on_object(sc) ? proc_self_fd(c.args[shape.path1 & 7], shape.dirfd1) : NOT_PROC_FD;
+  if (via_fd >= 0 && !follows_last_link(sc, &c)) return 0; /* the procfs link itself */
+  if (via_fd >= 0) {
+    struct file *f = fd_file(via_fd);
+    if (!f || root_on_dev(cfg, BPF_CORE_READ(f, f_inode, i_sb, s_dev)) < 0 || !file_in_tree(f)) return 0;
+    s = file_record(cfg, sc, ret, f, &off);
+    if (!s) return 0;
+    s->h.name_len[1] = 0;
+    if (shape.path2 != NO_ARG) name_field(cfg, s, &off, 2, &c, shape.dirfd2, shape.path2);  /* xattr name */
+    if (sc == REPLIFS_SYS_TRUNCATE) s->h.new_size = c.args[1];
+    send(s, off);
+    return 0;
+  }
   s = begin(sc, ret);
   if (!s) return 0;
   bool in1 = name_field(cfg, s, &off, 0, &c, shape.dirfd1, shape.path1);
@@ -601,9 +738,15 @@ static __always_inline __u32 shim_syscall(long nr) {
   return REPLIFS_SYS_NONE;
 }
 
-/* Renames end with the calls saved at their entry; a rename may move a
- * dentry in or out of a tree, so cached verdicts are stale from then on. */
-static __always_inline bool is_rename_nr(long nr) { return nr == 82 || nr == 264 || nr == 316; }
+/* Calls after which cached verdicts are stale: a rename may move a
+ * directory in or out of a tree; a removed directory's inode number may
+ * name a new directory elsewhere. unlinkat_flags: its third argument where
+ * the hook has it (raw), else -1 (any unlinkat counts). */
+#define AT_REMOVEDIR_ 0x200
+static __always_inline bool moves_or_removes_dir(long nr, long unlinkat_flags) {
+  return nr == 82 || nr == 264 || nr == 316 || nr == 84 /* rmdir */ ||
+         (nr == 263 && (unlinkat_flags & AT_REMOVEDIR_));
+}
 
 /* Two ways to hook the same calls (the loader attaches one set):
  * - "raw" (default): tp_btf on the raw sys_enter/sys_exit tracepoints. They
@@ -624,7 +767,7 @@ int shim_enter(struct trace_event_raw_sys_enter *ctx) {
 SEC("tracepoint")
 int shim_exit(struct trace_event_raw_sys_exit *ctx) {
   long nr = BPF_CORE_READ(ctx, id);
-  if (is_rename_nr(nr)) __sync_fetch_and_add(&tree_gen, 1);
+  if (moves_or_removes_dir(nr, -1)) __sync_fetch_and_add(&tree_gen, 1);
   return on_exit(shim_syscall(nr), BPF_CORE_READ(ctx, ret));
 }
 
@@ -659,6 +802,6 @@ int BPF_PROG(shim_raw_exit, struct pt_regs *regs, long ret) {
   if (sc == REPLIFS_SYS_NONE || sc == REPLIFS_SYS_CLOSE || sc == REPLIFS_SYS_MSYNC || sc == REPLIFS_SYS_MUNMAP)
     return 0;
   if (compat_call()) return 0;
-  if (is_rename_nr(nr)) __sync_fetch_and_add(&tree_gen, 1);
+  if (moves_or_removes_dir(nr, regs->dx)) __sync_fetch_and_add(&tree_gen, 1);
   return on_exit(sc, ret);
 }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -13,6 +14,7 @@
 #include "replicator/client/chunk_map_trust.h"
 #include "replicator/client/chunk_map_store.h"
 #include "replicator/client/repo_connection.h"
+#include "replicator/client/whole_state.h"
 #include "replicator/scheduler/scheduler.h"
 
 namespace replifs::client {
@@ -34,6 +36,7 @@ class BackupClient : public scheduler::CommandExecutor {
   // `chunk_maps` (may be null) lets a change re-chunk only around its dirty
   // ranges; it must outlive the client.
   BackupClient(ConnectionOptions options, int backing_root_fd, ChunkMapStore* chunk_maps = nullptr);
+  ~BackupClient() override;  // waits for the last chunk-map save
 
   absl::Status Execute(const std::vector<v1::BackupCommand>& batch,
                        std::vector<size_t>* stale) override;
@@ -49,6 +52,9 @@ class BackupClient : public scheduler::CommandExecutor {
   // of such a file goes out as its event saw it, without reading what is
   // half written; the content follows in its CONTENT command at the close.
   void SetOpenWriters(const scheduler::OpenWritersView* writers) { open_writers_.store(writers); }
+  // Settles files open for writing before their content is read (a version
+  // at the max delay is then a state the program wrote, whole_state.h).
+  void SetWholeState(const WholeStateSource* source) { whole_state_.store(source); }
 
  private:
   class BatchBuilder;
@@ -56,6 +62,7 @@ class BackupClient : public scheduler::CommandExecutor {
                              std::vector<size_t>* stale);
   void RecordError(const absl::Status& status);
   void PublishStatsLocked();  // mutex_ held
+  void WaitForMapSave();      // mutex_ held
 
   const ConnectionOptions options_;
   const int backing_root_fd_;
@@ -70,12 +77,14 @@ class BackupClient : public scheduler::CommandExecutor {
   uint64_t known_applied_seq_ = 0;
   bool applied_seq_unknown_ = true;
   BackupClientStats stats_;
+  std::future<void> map_save_;  // the last batch's chunk maps, saved after its acknowledgement
   // stats_ as of the last time mutex_ was released: stats() answers from it
   // while a batch holds mutex_ (minutes on a slow link), never waiting.
   mutable std::mutex published_mutex_;
   BackupClientStats published_;  // guarded by published_mutex_
   std::atomic<RepoConnection*> live_connection_{nullptr};  // for live wire bytes
   std::atomic<const scheduler::OpenWritersView*> open_writers_{nullptr};
+  std::atomic<const WholeStateSource*> whole_state_{nullptr};
 };
 
 }  // namespace replifs::client

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <memory>
 #include <set>
 #include <cstring>
 #include <vector>
@@ -99,12 +100,23 @@ void FillAttributes(const struct stat& st, v1::NodeState* state) {
 absl::Status ChunkOpenFile(int fd, const std::string& path, const chunker::ChunkIdHasher& hasher,
                            const ChunkSink& sink, v1::NodeState* state) {
   const chunker::ChunkerParams params;
-  std::vector<uint8_t> buffer(kReadBlock + params.max_size);
+  // One buffer per thread, never zero-filled: a fresh 4 MiB vector per file
+  // cost a 4 MiB memset each, 22 % of the sender's CPU on 10,000 small files.
+  struct ReadBuffer {
+    std::unique_ptr<uint8_t[]> bytes;
+    size_t size = 0;
+    uint8_t* data() { return bytes.get(); }
+  };
+  thread_local ReadBuffer buffer;
+  if (buffer.size != kReadBlock + params.max_size) {
+    buffer.size = kReadBlock + params.max_size;
+    buffer.bytes.reset(new uint8_t[buffer.size]);
+  }
   size_t filled = 0;
   bool eof = false;
   while (true) {
     while (!eof && filled < params.max_size) {
-      ssize_t n = read(fd, buffer.data() + filled, buffer.size() - filled);
+      ssize_t n = read(fd, buffer.data() + filled, buffer.size - filled);
       if (n < 0) {
         if (errno == EINTR) continue;
         return ErrnoStatus(errno, "read", path);
@@ -190,12 +202,19 @@ absl::Status ChunkIncrementally(int fd, const std::string& path, const ChunkMap&
     chunks = std::move(*recut);
   }
   // Chunks not cut now come from the previous map: the server must still have them.
-  std::set<std::string> previous_ids;
   for (const auto& record : chunks) AddChunk(record, state);
   if (options.reused_ids != nullptr) {
-    for (const auto& record : previous.chunks) previous_ids.insert(record.id.ToBytes());
+    // A sorted vector, not a set of strings: a 1 GiB file has 16,384 chunks
+    // and this runs on every edit of it (allocations were most of its cost).
+    std::vector<chunker::ChunkId> previous_ids;
+    previous_ids.reserve(previous.chunks.size());
+    for (const auto& record : previous.chunks) previous_ids.push_back(record.id);
+    std::sort(previous_ids.begin(), previous_ids.end());
+    options.reused_ids->reserve(chunks.size());
     for (const auto& record : chunks) {
-      if (previous_ids.count(record.id.ToBytes())) options.reused_ids->push_back(record.id.ToBytes());
+      if (std::binary_search(previous_ids.begin(), previous_ids.end(), record.id)) {
+        options.reused_ids->push_back(record.id.ToBytes());
+      }
     }
   }
   return absl::OkStatus();
@@ -269,6 +288,35 @@ absl::StatusOr<v1::NodeState> SnapshotNode(int root_fd, const std::string& path,
     if (options.bytes_read != nullptr) *options.bytes_read += opened.st_size;
     return status;
   };
+
+  // A file still open for writing: read a copy of a state the program wrote
+  // (whole_state.h), in full, since the writeback that made it whole sent
+  // writes that are not in `changed`. Too large to copy: read it as it is.
+  if (options.whole_state != nullptr) {
+    absl::StatusOr<StableCopy> copy = options.whole_state->CopyWholeState(options.expected_inode, path);
+    if (!copy.ok() && !absl::IsOutOfRange(copy.status())) {
+      return absl::AbortedError(absl::StrCat("'", path, "': ", copy.status().message()));  // retried
+    }
+    if (copy.ok()) {
+      struct stat now;
+      absl::StatusOr<v1::NodeState> state = StatNode(root_fd, path, &now);
+      if (state.ok() && now.st_ino != copy->source.st_ino) {
+        state = absl::FailedPreconditionError(absl::StrCat("'", path, "' names another inode now"));
+      }
+      absl::Status status = state.status();
+      if (state.ok()) {
+        FillAttributes(copy->source, &*state);  // size and times of the state copied
+        state->clear_chunks();
+        posix_fadvise(copy->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+        status = ChunkOpenFile(copy->fd, path, hasher, sink, &*state);
+        if (options.bytes_read != nullptr) *options.bytes_read += copy->source.st_size;
+      }
+      close(copy->fd);
+      if (!status.ok()) return status;
+      if (options.map_out != nullptr) *options.map_out = MapOf(copy->source, *state);
+      return state;
+    }
+  }
 
   for (int attempt = 0; attempt < std::max(1, options.attempts); ++attempt) {
     struct stat before;

@@ -18,6 +18,7 @@
 #include "replicator/chunker/chunker.h"
 #include "replicator/chunker/incremental.h"
 #include "replicator/client/chunk_map_store.h"
+#include "replicator/client/whole_state.h"
 #include "replifs/v1/backup.pb.h"
 
 namespace replifs::client {
@@ -42,6 +43,10 @@ struct ContentSnapshotOptions {
   int attempts = 3;             // reads retried while the file changes under us
   // Then, for a file that never stops changing, copies tried (stable_copy.h); 0: none.
   int stable_copy_attempts = 200;
+  // A file still open for writing: its content is read, whole, from a copy
+  // of a state the program wrote (whole_state.h), if one can be made. Needs
+  // expected_inode. Null: read the file as it is.
+  const WholeStateSource* whole_state = nullptr;
 
   // Incremental chunking: the file's chunk map as last committed (looked up
   // by device and inode once the file is open) and the ranges changed since;

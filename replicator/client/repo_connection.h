@@ -57,7 +57,10 @@ class RepoConnection {
   // after a complete one; after a break it asks MissingChunks and resends
   // only what the server lacks (up to kMaxStreamFailures breaks in a row).
   absl::StatusOr<uint64_t> UploadChunks(const std::vector<UploadItem>& chunks);
-  static constexpr size_t kMaxStreamBytes = 4 << 20;
+  // Starts at kStartStreamBytes; a healthy link grows to kMaxStreamBytes
+  // (fewer server syncs per byte), a lossy one shrinks towards kMinStreamBytes.
+  static constexpr size_t kStartStreamBytes = 4 << 20;
+  static constexpr size_t kMaxStreamBytes = 32 << 20;
   static constexpr size_t kMinStreamBytes = 64 << 10;
   static constexpr int kMaxStreamFailures = 8;
   size_t stream_bytes() const { return stream_bytes_.load(std::memory_order_relaxed); }
@@ -89,7 +92,7 @@ class RepoConnection {
   std::optional<chunker::ChunkIdHasher> hasher_;
   uint64_t applied_seq_ = 0;
   std::atomic<uint64_t> wire_bytes_{0};
-  std::atomic<size_t> stream_bytes_{kMaxStreamBytes};
+  std::atomic<size_t> stream_bytes_{kStartStreamBytes};
   std::atomic<uint64_t> upload_retries_{0};
 };
 

@@ -41,8 +41,11 @@ class SchedulerImpl final : public Scheduler {
  private:
   void ManageLoop();   // managing unit: inbox -> pending_
   void ProcessLoop();  // processing unit: pending_ -> executor
-  // Waits for a batch to send or a watermark to report; false on Stop.
-  bool NextWork(Batch* batch, uint64_t* report);
+  // Hands a risen watermark to on_acked (the journal's trim: two fsyncs),
+  // beside the processing unit, which meanwhile sends the next batch.
+  void ReportLoop();
+  // Waits for a batch to send; false on Stop.
+  bool NextWork(Batch* batch);
   void Settle(Batch batch, const absl::Status& status, const std::vector<size_t>& stale);
   void RefreshAckedLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_mu_);
 
@@ -63,6 +66,7 @@ class SchedulerImpl final : public Scheduler {
   mutable absl::Mutex state_mu_;
   absl::CondVar work_cv_;   // processing thread: new events, a flush, Stop
   absl::CondVar acked_cv_;  // FlushAndWait: the watermark rose, or Stop
+  absl::CondVar report_cv_;  // ReportLoop: the watermark rose, or Stop
   PendingChanges pending_ ABSL_GUARDED_BY(state_mu_);
   uint64_t flush_target_ ABSL_GUARDED_BY(state_mu_) = 0;
   bool stopped_ ABSL_GUARDED_BY(state_mu_) = false;
@@ -81,12 +85,14 @@ class SchedulerImpl final : public Scheduler {
   // Touched only by Start and Stop, which the owner does not race.
   std::thread manager_;
   std::thread processor_;
+  std::thread reporter_;
 };
 
 void SchedulerImpl::Start() {
   if (manager_.joinable()) return;
   manager_ = std::thread([this] { ManageLoop(); });
   processor_ = std::thread([this] { ProcessLoop(); });
+  reporter_ = std::thread([this] { ReportLoop(); });
 }
 
 void SchedulerImpl::Stop() {
@@ -100,9 +106,11 @@ void SchedulerImpl::Stop() {
     stopped_ = true;
     work_cv_.SignalAll();
     acked_cv_.SignalAll();
+    report_cv_.SignalAll();
   }
   if (manager_.joinable()) manager_.join();
   if (processor_.joinable()) processor_.join();
+  if (reporter_.joinable()) reporter_.join();
 }
 
 void SchedulerImpl::Enqueue(ChangeEvent event) {
@@ -134,16 +142,12 @@ void SchedulerImpl::RefreshAckedLocked(absl::Time now) {
   acked_ = acked;
   last_ack_time_ = now;
   acked_cv_.SignalAll();
-  work_cv_.Signal();  // the processing thread reports it
+  report_cv_.Signal();  // the reporting thread hands it on
 }
 
-bool SchedulerImpl::NextWork(Batch* batch, uint64_t* report) {
+bool SchedulerImpl::NextWork(Batch* batch) {
   absl::MutexLock lock(&state_mu_);
   while (!stopped_) {
-    if (acked_ > reported_acked_) {
-      *report = reported_acked_ = acked_;
-      return true;
-    }
     const absl::Time now = absl::Now();
     absl::Time wake = retry_at_;
     if (now >= retry_at_) {
@@ -159,18 +163,25 @@ bool SchedulerImpl::NextWork(Batch* batch, uint64_t* report) {
   return false;
 }
 
+void SchedulerImpl::ReportLoop() {
+  absl::MutexLock lock(&state_mu_);
+  while (true) {
+    while (acked_ <= reported_acked_ && !stopped_) report_cv_.Wait(&state_mu_);
+    if (stopped_) return;
+    // Only the latest watermark: reports that pile up during a trim merge.
+    const uint64_t report = reported_acked_ = acked_;
+    state_mu_.Unlock();
+    if (on_acked_) on_acked_(report);
+    state_mu_.Lock();
+    delivered_acked_ = report;
+    acked_cv_.SignalAll();
+  }
+}
+
 void SchedulerImpl::ProcessLoop() {
   while (true) {
     Batch batch;
-    uint64_t report = 0;
-    if (!NextWork(&batch, &report)) return;
-    if (report != 0) {
-      if (on_acked_) on_acked_(report);
-      absl::MutexLock lock(&state_mu_);
-      delivered_acked_ = report;
-      acked_cv_.SignalAll();
-      continue;
-    }
+    if (!NextWork(&batch)) return;
     std::vector<size_t> stale;
     const absl::Status status = executor_->Execute(batch.commands, &stale);
     Settle(std::move(batch), status, stale);

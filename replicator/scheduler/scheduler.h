@@ -20,7 +20,12 @@ namespace replifs::scheduler {
 //    half-written, so a save by temp+rename is read and sent once;
 //  - in any case once its oldest change waited `max_delay`, open or not: a
 //    file held open for ever (a log) still reaches the server, a partial
-//    version is committed then and the rest follows;
+//    version is committed then and the rest follows. That version is a
+//    state the program wrote, not a mix of pages the kernel's writeback
+//    put in the backing file: the client reads a file still open for
+//    writing from a copy made during an fsync through the mount, which the
+//    kernel serves under the inode lock (client/whole_state.h,
+//    fusefs/fsync_copies.h);
 //  - at once for a flush (`replifs sync`, FlushAndWait).
 struct SchedulerPolicy {
   absl::Duration quiet_interval = absl::Milliseconds(200);  // a file is ready once quiet this long
@@ -66,9 +71,11 @@ struct SchedulerStats {
 
 class Scheduler {
  public:
-  // `on_acked(seq)` is called (from the processing thread) whenever the
-  // acknowledged watermark rises: every seq <= it is durable on the server,
-  // so the journal may trim up to it. `start_seq` is the journal's acked seq.
+  // `on_acked(seq)` is called (from a reporting thread of its own, so the
+  // journal's trim never delays the next batch) whenever the acknowledged
+  // watermark rises, with the latest one: every seq <= it is durable on the
+  // server, so the journal may trim up to it. Calls never overlap.
+  // `start_seq` is the journal's acked seq.
   static std::unique_ptr<Scheduler> Create(SchedulerPolicy policy, CommandExecutor* executor,
                                            std::function<void(uint64_t)> on_acked,
                                            uint64_t start_seq);

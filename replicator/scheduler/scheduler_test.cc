@@ -9,6 +9,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "replicator/scheduler/test_events.h"
@@ -164,6 +165,33 @@ TEST_F(SchedulerTest, ThousandWritesCoalesceIntoOneContentCommand) {
   EXPECT_EQ(stats.pending_events, 0u);
   EXPECT_EQ(stats.pending_bytes, 0u);
   EXPECT_GT(stats.last_ack_time_ns, 0);
+}
+
+// The journal's trim (on_acked: two fsyncs) runs beside the next batch,
+// never before it: with quiet interval 0 it sat between every two batches.
+TEST_F(SchedulerTest, SlowAcknowledgementDoesNotDelayTheNextBatch) {
+  policy_.quiet_interval = absl::ZeroDuration();
+  absl::Notification first_ack_started;
+  std::atomic<int> acks{0};
+  scheduler_ = Scheduler::Create(
+      policy_, &executor_,
+      [&](uint64_t) {
+        if (acks++ == 0) {
+          first_ack_started.Notify();
+          absl::SleepFor(absl::Milliseconds(800));  // a trim on a slow disk
+        }
+      },
+      0);
+  scheduler_->Start();
+  scheduler_->Enqueue(Write(1, "a", 11, 0, 10));
+  ASSERT_TRUE(first_ack_started.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  const absl::Time enqueued = absl::Now();
+  scheduler_->Enqueue(Write(2, "b", 12, 0, 10));
+  ASSERT_TRUE(executor_.WaitForBatches(2));
+  const absl::Duration waited = executor_.times()[1] - enqueued;
+  EXPECT_LT(waited, absl::Milliseconds(400)) << "the second batch waited for the first one's ack";
+  ASSERT_TRUE(scheduler_->FlushAndWait(absl::Seconds(10)).ok());
+  EXPECT_GE(acks.load(), 2);
 }
 
 TEST_F(SchedulerTest, NamespaceOrderKeptForMoveMkdirCreate) {

@@ -68,6 +68,10 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenCredentials(
 
 }  // namespace
 
+// Chunk-list pages kept in memory: 64 MiB covers the lists of about 200 GiB
+// of files (page_cache.h).
+constexpr size_t kPageCacheBytes = 64 << 20;
+
 bool IsLoopbackHost(const std::string& host) {
   return host == "localhost" || host == "[::1]" || host == "::1" ||
          absl::StartsWith(host, "127.") || absl::StartsWith(host, "[::ffff:127.");
@@ -80,8 +84,9 @@ absl::StatusOr<std::unique_ptr<BackupServer>> BackupServer::Start(const ServerOp
   std::unique_ptr<BackupServer> server(new BackupServer());
   REPLIFS_ASSIGN_OR_RETURN(server->store_, StoreDirectory::Open(options.store_dir));
   REPLIFS_ASSIGN_OR_RETURN(server->chunks_, PackChunkStore::Open(server->store_->repos_path()));
+  server->pages_ = std::make_unique<CachingPageStore>(server->chunks_.get(), kPageCacheBytes);
   REPLIFS_ASSIGN_OR_RETURN(server->catalog_, SqliteCatalog::Open(server->store_->catalog_path(),
-                                                                 server->chunks_.get()));
+                                                                 server->pages_.get()));
   // A deleted index is rebuilt from the packs (we hold the store's LOCK).
   if (server->chunks_->needs_rebuild()) {
     REPLIFS_RETURN_IF_ERROR(server->chunks_->RebuildIndex(nullptr).status());

@@ -13,6 +13,7 @@
 #include "replicator/server/pack_chunk_store.h"
 #include "replicator/server/server_metrics.h"
 #include "replicator/server/sqlite_catalog.h"
+#include "replicator/server/page_cache.h"
 #include "replicator/server/store_directory.h"
 #include "replicator/telemetry/metrics_http_server.h"
 
@@ -61,6 +62,7 @@ class BackupServer {
   std::unique_ptr<StoreDirectory> store_;
   std::unique_ptr<SqliteCatalog> catalog_;
   std::unique_ptr<PackChunkStore> chunks_;
+  std::unique_ptr<CachingPageStore> pages_;  // chunks_'s pages, the recent ones in memory
   std::unique_ptr<BackupService> service_;
   std::unique_ptr<grpc::Server> server_;
   telemetry::MetricsRegistry metrics_registry_;

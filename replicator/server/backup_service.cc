@@ -25,7 +25,7 @@ namespace replifs::server {
 namespace {
 
 // An upload batch is stored (and synced) at this many chunks or bytes.
-constexpr size_t kUploadBatchChunks = 128;
+constexpr size_t kUploadBatchChunks = 1024;  // 16 MiB of average chunks: one sync per client group
 constexpr size_t kUploadBatchBytes = 16 << 20;
 
 // The uncompressed bytes of an upload, at most `max_length` long.

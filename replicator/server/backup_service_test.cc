@@ -1,7 +1,5 @@
 // Service-level tests: a real in-process gRPC server on 127.0.0.1:0 and the
-// generated stub, as the client uses it.
-#include <grpcpp/create_channel.h>
-#include <grpcpp/security/credentials.h>
+// generated stub, as the client uses it (service_test_fixture.h).
 #include <zstd.h>
 
 #include <cstdlib>
@@ -15,58 +13,14 @@
 #include "replicator/chunker/chunker.h"
 #include "replicator/server/backup_server.h"
 #include "replicator/server/repo_token.h"
+#include "replicator/server/service_test_fixture.h"
 #include "replicator/server/sqlite_catalog.h"
 
 namespace replifs::server {
 namespace {
 
-class BackupServiceTest : public ::testing::Test {
+class BackupServiceTest : public ServiceTest {
  protected:
-  void SetUp() override {
-    char dir_template[] = "/tmp/backup_service_test.XXXXXX";
-    ASSERT_NE(mkdtemp(dir_template), nullptr);
-    dir_ = dir_template;
-    ServerOptions options;
-    options.listen_address = "127.0.0.1:0";
-    options.store_dir = dir_ + "/store";
-    auto server = BackupServer::Start(options);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = std::move(*server);
-    home_token_ = CreateRepo("home");
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(kMaxReceiveMessageSize);
-    stub_ = v1::Backup::NewStub(
-        grpc::CreateCustomChannel(server_->address(), grpc::InsecureChannelCredentials(), args));
-
-    v1::HelloRequest hello;
-    hello.set_repo("home");
-    hello.set_journal_id("j1");
-    grpc::ClientContext context;
-    Authorize(&context, home_token_);
-    ASSERT_TRUE(stub_->Hello(&context, hello, &hello_).ok());
-  }
-  void TearDown() override {
-    stub_.reset();
-    server_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-
-  // Creates a repository through the catalog, as `replifs-server repo
-  // create` does while the server runs; returns its token.
-  std::string CreateRepo(const std::string& name) {
-    auto catalog = SqliteCatalog::Open(dir_ + "/store/catalog.sqlite");
-    EXPECT_TRUE(catalog.ok()) << catalog.status();
-    if (!catalog.ok()) return "";
-    auto token = CreateRepoWithToken(**catalog, name);
-    EXPECT_TRUE(token.ok()) << token.status();
-    return token.ok() ? *token : "";
-  }
-  static void Authorize(grpc::ClientContext* context, const std::string& token) {
-    context->AddMetadata("authorization", "Bearer " + token);
-  }
-  std::string IdOf(const std::string& data) {
-    return chunker::ChunkIdHasher(hello_.chunk_secret()).Hash(data).ToBytes();
-  }
   static v1::ChunkUpload Upload(const std::string& id, const std::string& data, bool compress) {
     v1::ChunkUpload upload;
     upload.set_repo("home");
@@ -82,61 +36,16 @@ class BackupServiceTest : public ::testing::Test {
     }
     return upload;
   }
-  grpc::Status SendUploads(const std::vector<v1::ChunkUpload>& uploads, v1::UploadReply* reply) {
-    grpc::ClientContext context;
-    Authorize(&context, home_token_);
-    auto writer = stub_->UploadChunks(&context, reply);
-    for (const auto& upload : uploads) {
-      if (!writer->Write(upload)) break;
-    }
-    writer->WritesDone();
-    return writer->Finish();
-  }
-  grpc::Status ApplyOps(const std::vector<v1::Operation>& ops, v1::ApplyReply* reply) {
-    v1::ApplyRequest request;
-    request.set_repo("home");
-    request.set_journal_id("j1");
-    for (const auto& op : ops) *request.add_operations() = op;
-    grpc::ClientContext context;
-    Authorize(&context, home_token_);
-    return stub_->Apply(&context, request, reply);
-  }
-  std::vector<v1::NodeState> ListAll() {
-    v1::ListRequest request;
-    request.set_repo("home");
-    grpc::ClientContext context;
-    Authorize(&context, home_token_);
-    auto reader = stub_->List(&context, request);
-    std::vector<v1::NodeState> states;
-    v1::NodeState state;
-    while (reader->Read(&state)) states.push_back(state);
-    EXPECT_TRUE(reader->Finish().ok());
-    return states;
-  }
   static v1::Operation PutFile(const std::string& path, const std::vector<std::string>& ids,
                                const std::vector<std::string>& contents, uint64_t seq) {
-    v1::Operation op;
-    op.set_seq(seq);
-    v1::NodeState* put = op.mutable_put();
-    put->set_path(path);
-    put->set_type(v1::NodeState::REGULAR);
-    put->set_mode(0644);
-    uint64_t size = 0;
+    google::protobuf::RepeatedPtrField<v1::ChunkRef> chunks;
     for (size_t i = 0; i < ids.size(); ++i) {
-      v1::ChunkRef* chunk = put->add_chunks();
+      v1::ChunkRef* chunk = chunks.Add();
       chunk->set_id(ids[i]);
       chunk->set_length(static_cast<uint32_t>(contents[i].size()));
-      size += contents[i].size();
     }
-    put->set_size(size);
-    return op;
+    return PutFileOp(path, chunks, seq);
   }
-
-  std::string dir_;
-  std::unique_ptr<BackupServer> server_;
-  std::unique_ptr<v1::Backup::Stub> stub_;
-  std::string home_token_;
-  v1::HelloReply hello_;
 };
 
 TEST_F(BackupServiceTest, HelloReturnsStableSecret) {
@@ -212,13 +121,8 @@ TEST_F(BackupServiceTest, PutNamingMissingChunkFailsAndCommitsNothing) {
   EXPECT_EQ(ApplyOps({dir, remove, PutFile("d/f", {IdOf(data)}, {data}, 6)}, &reply).error_code(),
             grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_TRUE(ListAll().empty());
-  v1::HelloRequest hello;
-  hello.set_repo("home");
-  hello.set_journal_id("j1");
   v1::HelloReply again;
-  grpc::ClientContext context;
-  Authorize(&context, home_token_);
-  ASSERT_TRUE(stub_->Hello(&context, hello, &again).ok());
+  ASSERT_TRUE(Hello(&again).ok());
   EXPECT_EQ(again.applied_seq(), 0u);
 }
 
@@ -309,29 +213,19 @@ TEST_F(BackupServiceTest, FullRoundTripUploadApplyListRead) {
   EXPECT_GT(file.time_ns(), 0);
   ASSERT_EQ(file.chunks_size(), 2);
 
-  v1::ReadChunksRequest read;
-  read.set_repo("home");
-  for (const auto& chunk : file.chunks()) read.add_ids(chunk.id());
-  grpc::ClientContext context;
-  Authorize(&context, home_token_);
-  auto reader = stub_->ReadChunks(&context, read);
+  std::vector<std::string> ids_read;
+  for (const auto& chunk : file.chunks()) ids_read.push_back(chunk.id());
+  std::vector<v1::ChunkData> read;
+  ASSERT_TRUE(ReadChunks(ids_read, &read).ok());
   std::string restored;
-  v1::ChunkData data;
-  while (reader->Read(&data)) restored += data.data();
-  ASSERT_TRUE(reader->Finish().ok());
+  for (const v1::ChunkData& data : read) restored += data.data();
   EXPECT_EQ(restored, text + noise);
 }
 
 TEST_F(BackupServiceTest, ReadOfUnknownChunkIsNotFound) {
-  v1::ReadChunksRequest read;
-  read.set_repo("home");
-  read.add_ids(std::string(16, 'u'));
-  grpc::ClientContext context;
-  Authorize(&context, home_token_);
-  auto reader = stub_->ReadChunks(&context, read);
-  v1::ChunkData data;
-  EXPECT_FALSE(reader->Read(&data));
-  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+  std::vector<v1::ChunkData> read;
+  EXPECT_EQ(ReadChunks({std::string(16, 'u')}, &read).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_TRUE(read.empty());
 }
 
 TEST_F(BackupServiceTest, ChunksOfOneRepoAreInvisibleToAnother) {
@@ -348,15 +242,10 @@ TEST_F(BackupServiceTest, ChunksOfOneRepoAreInvisibleToAnother) {
   ASSERT_TRUE(stub_->Hello(&hello_context, hello, &intruder).ok());
   EXPECT_NE(intruder.chunk_secret(), hello_.chunk_secret());
 
-  v1::ReadChunksRequest read;
-  read.set_repo("intruder");
-  read.add_ids(IdOf(data));
-  grpc::ClientContext context;
-  Authorize(&context, intruder_token);
-  auto reader = stub_->ReadChunks(&context, read);
-  v1::ChunkData chunk;
-  EXPECT_FALSE(reader->Read(&chunk));
-  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+  std::vector<v1::ChunkData> read;
+  EXPECT_EQ(ReadChunks({IdOf(data)}, &read, false, "intruder", intruder_token).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_TRUE(read.empty());
 }
 
 TEST_F(BackupServiceTest, SecondServerOnSameStoreIsRefused) {
@@ -395,6 +284,11 @@ TEST_F(BackupServiceTest, EveryRpcNeedsTheRepositorysOwnToken) {
       if (caller.token.has_value()) Authorize(c.get(), *caller.token);
       return c;
     };
+    // A refused stream yields nothing and ends with the caller's code.
+    auto expect_refused = [&](auto reader, auto message) {
+      EXPECT_FALSE(reader->Read(&message));
+      EXPECT_EQ(reader->Finish().error_code(), caller.expected);
+    };
     v1::HelloRequest hello;
     hello.set_repo("home");
     v1::HelloReply hello_reply;
@@ -428,35 +322,18 @@ TEST_F(BackupServiceTest, EveryRpcNeedsTheRepositorysOwnToken) {
     v1::ApplyReply apply_reply;
     EXPECT_EQ(stub_->Apply(context().get(), apply, &apply_reply).error_code(), caller.expected);
 
+    // (Each context() lives to the end of its statement, past Finish.)
     v1::ListRequest list;
     list.set_repo("home");
-    {
-      auto c = context();
-      auto reader = stub_->List(c.get(), list);
-      v1::NodeState state;
-      EXPECT_FALSE(reader->Read(&state));
-      EXPECT_EQ(reader->Finish().error_code(), caller.expected);
-    }
+    expect_refused(stub_->List(context().get(), list), v1::NodeState());
     v1::ReadChunksRequest read;
     read.set_repo("home");
     read.add_ids(IdOf(data));
-    {
-      auto c = context();
-      auto reader = stub_->ReadChunks(c.get(), read);
-      v1::ChunkData chunk;
-      EXPECT_FALSE(reader->Read(&chunk));
-      EXPECT_EQ(reader->Finish().error_code(), caller.expected);
-    }
+    expect_refused(stub_->ReadChunks(context().get(), read), v1::ChunkData());
     v1::ListVersionsRequest versions;
     versions.set_repo("home");
     versions.set_path("f");
-    {
-      auto c = context();
-      auto reader = stub_->ListVersions(c.get(), versions);
-      v1::NodeState state;
-      EXPECT_FALSE(reader->Read(&state));
-      EXPECT_EQ(reader->Finish().error_code(), caller.expected);
-    }
+    expect_refused(stub_->ListVersions(context().get(), versions), v1::NodeState());
     // Nothing the intruder sent arrived.
     v1::MissingChunksRequest check;
     check.set_repo("home");

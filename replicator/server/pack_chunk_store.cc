@@ -196,6 +196,12 @@ absl::StatusOr<PackChunkStore::Writer> PackChunkStore::CreatePack(int64_t repo_i
   if (::fdatasync(writer.fd.get()) != 0) return ErrnoError(errno, "fdatasync pack");
   if (::fsync(dir.get()) != 0) return ErrnoError(errno, "fsync packs directory");
   writer.size = header.size();
+  REPLIFS_ASSIGN_OR_RETURN(writer.pack_id, IndexPack(repo_id, name, sealed));
+  return writer;
+}
+
+absl::StatusOr<int64_t> PackChunkStore::IndexPack(int64_t repo_id, const std::string& name,
+                                                  bool sealed) {
   REPLIFS_ASSIGN_OR_RETURN(
       SqliteStatement insert,
       index_.Prepare("INSERT INTO packs(repo_id, name, sealed) VALUES (?1, ?2, ?3) RETURNING id"));
@@ -204,8 +210,33 @@ absl::StatusOr<PackChunkStore::Writer> PackChunkStore::CreatePack(int64_t repo_i
   insert.BindInt(3, sealed ? 1 : 0);
   REPLIFS_ASSIGN_OR_RETURN(bool has_row, insert.Step());
   if (!has_row) return absl::InternalError("pack index: insert returned no id");
-  writer.pack_id = insert.ColumnInt(0);
-  return writer;
+  return insert.ColumnInt(0);
+}
+
+absl::Status PackChunkStore::IndexEntries(int64_t repo_id, int64_t pack_id,
+                                          const std::vector<IndexEntry>& entries,
+                                          IndexUpdate update) {
+  // kAdd ignores an id already indexed: another process may have stored it
+  // meanwhile, or a rebuild meets a second copy; readers keep the first.
+  REPLIFS_ASSIGN_OR_RETURN(
+      SqliteStatement stmt,
+      index_.Prepare(
+          update == IndexUpdate::kAdd
+              ? "INSERT OR IGNORE INTO entries(repo_id, kind, id, pack_id, offset, size) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+              : "UPDATE entries SET pack_id = ?4, offset = ?5, size = ?6 "
+                "WHERE repo_id = ?1 AND kind = ?2 AND id = ?3"));
+  for (const IndexEntry& entry : entries) {
+    stmt.Reset();
+    stmt.BindInt(1, repo_id);
+    stmt.BindInt(2, static_cast<int>(entry.kind));
+    stmt.BindBlob(3, entry.id);
+    stmt.BindInt(4, pack_id);
+    stmt.BindInt(5, static_cast<int64_t>(entry.offset));
+    stmt.BindInt(6, static_cast<int64_t>(entry.size));
+    REPLIFS_RETURN_IF_ERROR(stmt.Run());
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<PackChunkStore::Writer*> PackChunkStore::WritablePack(int64_t repo_id) {
@@ -239,27 +270,14 @@ absl::StatusOr<std::optional<PackChunkStore::Location>> PackChunkStore::Lookup(
 }
 
 absl::Status PackChunkStore::SyncAndIndex(int64_t repo_id, EntryKind kind, Writer* writer,
-                                          std::vector<Appended>* appended) {
+                                          std::vector<IndexEntry>* appended) {
   if (appended->empty()) return absl::OkStatus();
   // Pack bytes durable before the index entries that name them (FORMAT.md).
   REPLIFS_RETURN_IF_ERROR(fault::Check("mid-chunk-write"));
   if (::fdatasync(writer->fd.get()) != 0) return ErrnoError(errno, "fdatasync pack");
   SqliteTransaction txn(&index_);
   REPLIFS_RETURN_IF_ERROR(txn.Begin());
-  REPLIFS_ASSIGN_OR_RETURN(
-      SqliteStatement insert,
-      index_.Prepare("INSERT OR IGNORE INTO entries(repo_id, kind, id, pack_id, offset, size) "
-                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"));
-  for (const Appended& entry : *appended) {
-    insert.Reset();
-    insert.BindInt(1, repo_id);
-    insert.BindInt(2, static_cast<int>(kind));
-    insert.BindBlob(3, entry.id);
-    insert.BindInt(4, writer->pack_id);
-    insert.BindInt(5, static_cast<int64_t>(entry.offset));
-    insert.BindInt(6, static_cast<int64_t>(entry.size));
-    REPLIFS_RETURN_IF_ERROR(insert.Run());
-  }
+  REPLIFS_RETURN_IF_ERROR(IndexEntries(repo_id, writer->pack_id, *appended, IndexUpdate::kAdd));
   REPLIFS_RETURN_IF_ERROR(txn.Commit());
   (kind == EntryKind::kPage ? pages_written_ : chunks_written_) += appended->size();
   appended->clear();
@@ -277,7 +295,7 @@ absl::Status PackChunkStore::Append(int64_t repo_id, EntryKind kind, const std::
   }
   absl::MutexLock lock(&mu_);
   Writer* writer = nullptr;
-  std::vector<Appended> appended;
+  std::vector<IndexEntry> appended;
   absl::flat_hash_set<std::string_view> batch;
   absl::Status status;
   for (const Item& item : items) {
@@ -295,7 +313,7 @@ absl::Status PackChunkStore::Append(int64_t repo_id, EntryKind kind, const std::
     const std::string entry = EncodePackEntry(kind, item.id, item.data, item.zstd_frame);
     status = PwriteFully(writer->fd.get(), entry, writer->size, "append to pack");
     if (!status.ok()) break;
-    appended.push_back({item.id, writer->size, entry.size()});
+    appended.push_back({kind, std::string(item.id), writer->size, entry.size()});
     writer->size += entry.size();
     bytes_appended_ += entry.size();
     if (writer->size >= options_.target_pack_size) {
@@ -496,12 +514,7 @@ absl::StatusOr<PackChunkStore::CompactStats> PackChunkStore::Compact(int64_t rep
 
   std::optional<Writer> output;
   for (const auto& [pack, file_size] : doomed) {
-    struct Moved {
-      int64_t kind;
-      std::string id;
-      uint64_t offset;
-    };
-    std::vector<Moved> moved;
+    std::vector<IndexEntry> moved;  // offsets within `copied` until it has a place
     std::string copied;
     bool damaged = false;
     if (pack.live > 0) {
@@ -522,7 +535,8 @@ absl::StatusOr<PackChunkStore::CompactStats> PackChunkStore::Compact(int64_t rep
           damaged = true;  // keep the pack: scrub reports it, nothing is lost
           break;
         }
-        moved.push_back({live.ColumnInt(0), live.ColumnBlob(1), copied.size()});
+        moved.push_back(
+            {static_cast<EntryKind>(live.ColumnInt(0)), live.ColumnBlob(1), copied.size(), size});
         copied += entry;
       }
     }
@@ -540,18 +554,9 @@ absl::StatusOr<PackChunkStore::CompactStats> PackChunkStore::Compact(int64_t rep
     // Durable copy first, then the index points at it, then the old file goes.
     SqliteTransaction txn(&index_);
     REPLIFS_RETURN_IF_ERROR(txn.Begin());
-    REPLIFS_ASSIGN_OR_RETURN(
-        SqliteStatement update,
-        index_.Prepare("UPDATE entries SET pack_id = ?4, offset = ?5 "
-                       "WHERE repo_id = ?1 AND kind = ?2 AND id = ?3"));
-    for (const Moved& m : moved) {
-      update.Reset();
-      update.BindInt(1, repo_id);
-      update.BindInt(2, m.kind);
-      update.BindBlob(3, m.id);
-      update.BindInt(4, output->pack_id);
-      update.BindInt(5, static_cast<int64_t>(output->size + m.offset));
-      REPLIFS_RETURN_IF_ERROR(update.Run());
+    if (!moved.empty()) {
+      for (IndexEntry& m : moved) m.offset += output->size;
+      REPLIFS_RETURN_IF_ERROR(IndexEntries(repo_id, output->pack_id, moved, IndexUpdate::kMove));
     }
     REPLIFS_ASSIGN_OR_RETURN(SqliteStatement drop, index_.Prepare("DELETE FROM packs WHERE id = ?1"));
     drop.BindInt(1, pack.id);
@@ -604,19 +609,9 @@ absl::StatusOr<PackChunkStore::RebuildStats> PackChunkStore::RebuildIndex(
         // Not ours or torn before its header was durable: leave it alone.
         continue;
       }
-      REPLIFS_ASSIGN_OR_RETURN(
-          SqliteStatement insert_pack,
-          index_.Prepare("INSERT INTO packs(repo_id, name, sealed) VALUES (?1, ?2, 1) RETURNING id"));
-      insert_pack.BindInt(1, repo_id);
-      insert_pack.BindText(2, name);
-      REPLIFS_ASSIGN_OR_RETURN(bool has_row, insert_pack.Step());
-      if (!has_row) return absl::InternalError("pack index: insert returned no id");
-      const int64_t pack_id = insert_pack.ColumnInt(0);
+      REPLIFS_ASSIGN_OR_RETURN(const int64_t pack_id, IndexPack(repo_id, name, /*sealed=*/true));
       ++stats.packs;
-      REPLIFS_ASSIGN_OR_RETURN(
-          SqliteStatement insert,
-          index_.Prepare("INSERT OR IGNORE INTO entries(repo_id, kind, id, pack_id, offset, size) "
-                         "VALUES (?1, ?2, ?3, ?4, ?5, ?6)"));
+      std::vector<IndexEntry> found;
       uint64_t offset = kPackHeaderSize;
       while (offset < size) {
         // Stop at the first entry that is not whole and intact: a torn tail.
@@ -634,20 +629,14 @@ absl::StatusOr<PackChunkStore::RebuildStats> PackChunkStore::RebuildIndex(
             !CheckPackEntry(entry).ok()) {
           break;
         }
-        insert.Reset();
-        insert.BindInt(1, repo_id);
-        insert.BindInt(2, static_cast<int>(parsed->kind));
-        insert.BindBlob(3, parsed->id);
-        insert.BindInt(4, pack_id);
-        insert.BindInt(5, static_cast<int64_t>(offset));
-        insert.BindInt(6, static_cast<int64_t>(entry.size()));
-        REPLIFS_RETURN_IF_ERROR(insert.Run());
+        found.push_back({parsed->kind, std::string(parsed->id), offset, entry.size()});
         ++stats.entries;
         if (parsed->kind == EntryKind::kChunk && on_chunk) {
           REPLIFS_RETURN_IF_ERROR(on_chunk(repo_id, parsed->id, parsed->length));
         }
         offset += entry.size();
       }
+      REPLIFS_RETURN_IF_ERROR(IndexEntries(repo_id, pack_id, found, IndexUpdate::kAdd));
       if (offset < size) {
         stats.torn_bytes += size - offset;
         if (::ftruncate(fd.get(), static_cast<off_t>(offset)) != 0 || ::fsync(fd.get()) != 0) {

@@ -123,15 +123,27 @@ class PackChunkStore : public ChunkStore, public PageStore {
     std::string_view zstd_frame;  // of data, if the client sent one
   };
   absl::Status Append(int64_t repo_id, EntryKind kind, const std::vector<Item>& items);
-  // Syncs the writer's pack, then commits index entries for what was
-  // appended to it since the last sync.
-  struct Appended {
-    std::string_view id;
+  // One entry of a pack, as its index row names it.
+  struct IndexEntry {
+    EntryKind kind = EntryKind::kChunk;
+    std::string id;
     uint64_t offset = 0;
     uint64_t size = 0;
   };
+  // Syncs the writer's pack, then commits index entries for what was
+  // appended to it since the last sync.
   absl::Status SyncAndIndex(int64_t repo_id, EntryKind kind, Writer* writer,
-                            std::vector<Appended>* appended) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                            std::vector<IndexEntry>* appended) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The one writer of index rows, inside the caller's transaction. kAdd:
+  // entries new in pack_id; an id already indexed keeps the copy it has.
+  // kMove: Compact copied these entries to pack_id; their rows follow.
+  enum class IndexUpdate { kAdd, kMove };
+  absl::Status IndexEntries(int64_t repo_id, int64_t pack_id,
+                            const std::vector<IndexEntry>& entries, IndexUpdate update)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A row for pack `name`; returns its id.
+  absl::StatusOr<int64_t> IndexPack(int64_t repo_id, const std::string& name, bool sealed)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // With `stored_compressed`: the payload as stored, and whether it is a zstd frame.
   absl::StatusOr<std::string> Read(int64_t repo_id, EntryKind kind, std::string_view id,
                                    bool* stored_compressed = nullptr);

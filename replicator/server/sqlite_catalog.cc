@@ -112,6 +112,21 @@ absl::StatusOr<v1::NodeState> RowToState(const SqliteStatement& row, PageStore* 
   return state;
 }
 
+// Every row `stmt` yields, through RowToState; a query that selects
+// v.deleted after kStateColumns names its column in `deleted_column`.
+absl::StatusOr<std::vector<v1::NodeState>> RowsToStates(SqliteStatement& stmt, PageStore* pages,
+                                                        int64_t repo_id, int deleted_column = -1) {
+  std::vector<v1::NodeState> states;
+  while (true) {
+    REPLIFS_ASSIGN_OR_RETURN(bool has_row, stmt.Step());
+    if (!has_row) break;
+    REPLIFS_ASSIGN_OR_RETURN(v1::NodeState state, RowToState(stmt, pages, repo_id));
+    if (deleted_column >= 0) state.set_deleted(stmt.ColumnInt(deleted_column) != 0);
+    states.push_back(std::move(state));
+  }
+  return states;
+}
+
 // `path` with its prefix `from` replaced by `to`.
 std::string MapPath(std::string_view path, std::string_view from, std::string_view to) {
   return absl::StrCat(ToAbsl(to), ToAbsl(path.substr(from.size())));
@@ -236,15 +251,7 @@ absl::StatusOr<std::vector<v1::NodeState>> SqliteCatalog::ListVersions(int64_t r
                                "WHERE v.repo_id = ?1 AND v.path = ?2 ORDER BY v.time_ns, v.id")));
   stmt.BindInt(1, repo_id);
   stmt.BindBlob(2, path);
-  std::vector<v1::NodeState> versions;
-  while (true) {
-    REPLIFS_ASSIGN_OR_RETURN(bool has_row, stmt.Step());
-    if (!has_row) break;
-    REPLIFS_ASSIGN_OR_RETURN(v1::NodeState state, RowToState(stmt, pages_, repo_id));
-    state.set_deleted(stmt.ColumnInt(15) != 0);
-    versions.push_back(std::move(state));
-  }
-  return versions;
+  return RowsToStates(stmt, pages_, repo_id, /*deleted_column=*/15);
 }
 
 absl::StatusOr<Repo> SqliteCatalog::FindOrCreateRepo(std::string_view name,
@@ -371,14 +378,7 @@ absl::StatusOr<std::vector<v1::NodeState>> SqliteCatalog::LiveSubtree(int64_t re
     stmt.BindBlob(4, absl::StrCat(ToAbsl(path), "/"));
     stmt.BindBlob(5, absl::StrCat(ToAbsl(path), "0"));
   }
-  std::vector<v1::NodeState> states;
-  while (true) {
-    REPLIFS_ASSIGN_OR_RETURN(bool has_row, stmt.Step());
-    if (!has_row) break;
-    REPLIFS_ASSIGN_OR_RETURN(v1::NodeState state, RowToState(stmt, pages_, repo_id));
-    states.push_back(std::move(state));
-  }
-  return states;
+  return RowsToStates(stmt, pages_, repo_id);
 }
 
 absl::StatusOr<std::vector<v1::NodeState>> SqliteCatalog::LiveLinkGroup(
@@ -392,14 +392,7 @@ absl::StatusOr<std::vector<v1::NodeState>> SqliteCatalog::LiveLinkGroup(
   stmt.BindInt(2, kEndOfTime);
   stmt.BindInt(3, AsStored(link_group));
   stmt.BindBlob(4, except_path);
-  std::vector<v1::NodeState> states;
-  while (true) {
-    REPLIFS_ASSIGN_OR_RETURN(bool has_row, stmt.Step());
-    if (!has_row) break;
-    REPLIFS_ASSIGN_OR_RETURN(v1::NodeState state, RowToState(stmt, pages_, repo_id));
-    states.push_back(std::move(state));
-  }
-  return states;
+  return RowsToStates(stmt, pages_, repo_id);
 }
 
 absl::Status SqliteCatalog::InsertVersion(int64_t repo_id, const v1::NodeState& state, bool deleted,
