@@ -137,6 +137,39 @@ TEST_F(ShimTest, WritesBypassingTheOverlayReachTheServer) {
   umount2(bind.c_str(), MNT_DETACH);
 }
 
+TEST_F(ShimTest, NamesRelativeToADirectoryOutsideTheTreeReachTheServer) {
+  // Before protection: a private bind mount of the tree's parent (the
+  // overlay's mount does not appear in it), so "<leaf>/..." under it is the
+  // backing tree, named relative to a descriptor of a directory outside the
+  // tree. This process's cwd is elsewhere: resolving from it loses the call.
+  const std::string parent = prot_.substr(0, prot_.rfind('/'));
+  const std::string leaf = prot_.substr(prot_.rfind('/') + 1);
+  const std::string bind = FreshPath("parent_bind");
+  ASSERT_EQ(mkdir(bind.c_str(), 0755), 0);
+  ASSERT_EQ(mount(parent.c_str(), bind.c_str(), nullptr, MS_BIND, nullptr), 0) << strerror(errno);
+  ASSERT_EQ(mount(nullptr, bind.c_str(), nullptr, MS_PRIVATE, nullptr), 0) << strerror(errno);
+  WriteFile(prot_ + "/victim", "to be removed by name\n");
+  ASSERT_TRUE(MountOk());
+  ASSERT_TRUE(Succeeded(Sync()));
+  CaptureStatus before = Capture();
+  ASSERT_TRUE(before.ebpf);
+
+  const int dirfd = open(bind.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(dirfd, 0) << strerror(errno);
+  EXPECT_EQ(unlinkat(dirfd, (leaf + "/victim").c_str(), 0), 0) << strerror(errno);
+  EXPECT_EQ(mkdirat(dirfd, (leaf + "/made_by_dirfd").c_str(), 0755), 0) << strerror(errno);
+  close(dirfd);
+  WaitShimChanges(before.shim_changes + 2);
+  ASSERT_TRUE(Succeeded(Sync()));
+
+  const std::string dest = FreshPath("restore");
+  ASSERT_TRUE(Succeeded(Restore(dest)));
+  EXPECT_NE(access((dest + "/victim").c_str(), F_OK), 0) << "the unlink by a dirfd-relative name was lost";
+  struct stat st;
+  EXPECT_EQ(stat((dest + "/made_by_dirfd").c_str(), &st), 0) << "the mkdir by a dirfd-relative name was lost";
+  umount2(bind.c_str(), MNT_DETACH);
+}
+
 TEST_F(ShimTest, WritesThroughTheMountAreNotSentTwice) {
   const std::string bind = FreshPath("bind");
   ASSERT_EQ(mkdir(bind.c_str(), 0755), 0);

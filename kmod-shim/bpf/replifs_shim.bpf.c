@@ -176,9 +176,14 @@ static __always_inline dev_t dentry_dev(struct dentry *d) {
   return BPF_CORE_READ(d, d_sb, s_dev);
 }
 
+_Static_assert(REPLIFS_SHIM_F_NAME1_FROM_DIRFD == REPLIFS_SHIM_F_NAME1_FROM_FS_ROOT << 2 &&
+                   REPLIFS_SHIM_F_NAME2_FROM_DIRFD == REPLIFS_SHIM_F_NAME2_FROM_FS_ROOT << 2,
+               "name_field sets FROM_DIRFD by shifting FROM_FS_ROOT");
+
 /* Base directory of a *at() name: dirfd's file, else cwd (or the process
  * root when the name is absolute). */
-static __always_inline struct dentry *base_dentry(long dirfd_arg, int dirfd_index, const char *name) {
+static __always_inline struct dentry *base_dentry(long dirfd_arg, int dirfd_index, const char *name,
+                                                  __u32 *from_dirfd) {
   char first = 0;
   bpf_probe_read_user(&first, 1, name);
   struct task_struct *task = (struct task_struct *)bpf_get_current_task_btf();
@@ -187,6 +192,7 @@ static __always_inline struct dentry *base_dentry(long dirfd_arg, int dirfd_inde
     return BPF_CORE_READ(task, fs, pwd.dentry);
   struct file *f = fd_file((int)dirfd_arg);
   if (!f) return 0;
+  *from_dirfd = 1;
   return BPF_CORE_READ(f, f_path.dentry);
 }
 
@@ -328,7 +334,8 @@ static __always_inline bool name_field(struct replifs_shim_config *cfg, struct s
   }
   __u64 name = c->args[path_index & 7];
   long dirfd = dirfd_index >= 0 ? (long)c->args[dirfd_index & 7] : -100;
-  struct dentry *base = base_dentry(dirfd, dirfd_index, (const char *)name);
+  __u32 from_dirfd = 0;
+  struct dentry *base = base_dentry(dirfd, dirfd_index, (const char *)name, &from_dirfd);
   if (!base) return false;
   int root_index = root_on_dev(cfg, dentry_dev(base));
   if (root_index < 0) return false;
@@ -342,8 +349,12 @@ static __always_inline bool name_field(struct replifs_shim_config *cfg, struct s
     r = WALK_FS_ROOT;
   }
   if (r == WALK_TOO_DEEP) s->h.flags |= REPLIFS_SHIM_F_UNRESOLVED;
-  if (r == WALK_FS_ROOT)
-    s->h.flags |= field == 0 ? REPLIFS_SHIM_F_NAME1_FROM_FS_ROOT : REPLIFS_SHIM_F_NAME2_FROM_FS_ROOT;
+  if (r == WALK_FS_ROOT) {
+    /* FROM_DIRFD is FROM_FS_ROOT << 2; set without a branch (the verifier's
+     * state count is at its limit). */
+    __u32 bit = field == 0 ? REPLIFS_SHIM_F_NAME1_FROM_FS_ROOT : REPLIFS_SHIM_F_NAME2_FROM_FS_ROOT;
+    s->h.flags |= bit | ((bit << 2) * from_dirfd);
+  }
   if (field == 0 || s->h.name_len[0] + s->h.name_len[1] == 0) s->h.root_index = root;
   s->h.name_len[field & 3] = *off - start;
   user_string(s, off, name, &s->h.name_len[(field + 1) & 3]);

@@ -104,6 +104,11 @@ enum replifs_shim_syscall {
  * root's path inside that filesystem. */
 #define REPLIFS_SHIM_F_NAME1_FROM_FS_ROOT 0x10
 #define REPLIFS_SHIM_F_NAME2_FROM_FS_ROOT 0x20
+/* With FROM_FS_ROOT: the name started at a directory descriptor, not at the
+ * cwd or root, so the writer's cwd says nothing about it; the reader matches
+ * dir + tail against the root's path (dir empty: too deep to name, outside). */
+#define REPLIFS_SHIM_F_NAME1_FROM_DIRFD 0x40
+#define REPLIFS_SHIM_F_NAME2_FROM_DIRFD 0x80
 
 /* One event. Variable-length: `size` bytes in all, the four name fields
  * packed right after the header in order name1_dir, name1_tail, name2_dir, name2_tail.

@@ -208,8 +208,11 @@ static bool name_part(struct rec *r, u32 *off, int field, const unsigned long *a
   w = walk(r, off, base.dentry, &root);
   path_put(&base);
   if (w == WALK_TOO_DEEP) r->h.flags |= REPLIFS_SHIM_F_UNRESOLVED;
-  if (w == WALK_FS_ROOT)
+  if (w == WALK_FS_ROOT) {
     r->h.flags |= field == 0 ? REPLIFS_SHIM_F_NAME1_FROM_FS_ROOT : REPLIFS_SHIM_F_NAME2_FROM_FS_ROOT;
+    if (first != '/' && dirfd != AT_FDCWD)
+      r->h.flags |= field == 0 ? REPLIFS_SHIM_F_NAME1_FROM_DIRFD : REPLIFS_SHIM_F_NAME2_FROM_DIRFD;
+  }
   if (field == 0 || r->h.name_len[0] + r->h.name_len[1] == 0) r->h.root_index = root;
   r->h.name_len[field] = *off - start;
   user_string(r, off, name, &r->h.name_len[field + 1]);

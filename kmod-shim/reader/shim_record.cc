@@ -93,7 +93,18 @@ absl::StatusOr<ShimRecord> ParseRecord(const void* data, size_t size, const Root
       return;
     }
     if (!(h.flags & from_fs_root_flag)) return;
-    if (resolver) {
+    // A name from a directory descriptor: the resolver starts at the writer's
+    // cwd or root, which is not where this name started. Matched by its names
+    // (symlinks on the way are not followed); too deep to name: outside.
+    const uint32_t from_dirfd_flag = from_fs_root_flag == REPLIFS_SHIM_F_NAME1_FROM_FS_ROOT
+                                         ? REPLIFS_SHIM_F_NAME1_FROM_DIRFD
+                                         : REPLIFS_SHIM_F_NAME2_FROM_DIRFD;
+    const bool from_dirfd = (h.flags & from_dirfd_flag) != 0;
+    if (from_dirfd && fields[field].empty()) {
+      *outside = true;
+      return;
+    }
+    if (resolver && !from_dirfd) {
       const std::string& tail = fields[field + 1];
       std::optional<std::string> resolved = resolver(h.tgid, tail, !tail.empty() && tail[0] == '/');
       if (resolved) *out = *resolved;

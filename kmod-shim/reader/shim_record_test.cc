@@ -106,6 +106,36 @@ TEST(ShimRecordTest, NamesFromTheFilesystemRootAreMatchedToTheRoot) {
   EXPECT_TRUE(ToChangeEvents(*record).empty());
 }
 
+TEST(ShimRecordTest, NamesFromADirectoryDescriptorAreNotResolvedFromTheCwd) {
+  // unlinkat(fd of /srv, "data/a") by a writer whose cwd is elsewhere: the
+  // resolver (which starts at the cwd) would say "outside"; the names say a.
+  int resolver_calls = 0;
+  OutsideResolver from_cwd = [&](uint32_t, const std::string&, bool) -> std::optional<std::string> {
+    ++resolver_calls;
+    return std::nullopt;
+  };
+  std::string r = Record(REPLIFS_SYS_UNLINKAT, Leaf({"srv"}), "data/a", "", "",
+                         REPLIFS_SHIM_F_NAME1_FROM_FS_ROOT | REPLIFS_SHIM_F_NAME1_FROM_DIRFD);
+  auto record = ParseRecord(r.data(), r.size(), {"srv/data"}, from_cwd);
+  ASSERT_TRUE(record.ok());
+  EXPECT_FALSE(record->path_outside);
+  EXPECT_EQ(record->path, "a");
+  EXPECT_EQ(resolver_calls, 0);
+  // The same name from the cwd goes to the resolver.
+  r = Record(REPLIFS_SYS_UNLINKAT, Leaf({"srv"}), "data/a", "", "", REPLIFS_SHIM_F_NAME1_FROM_FS_ROOT);
+  record = ParseRecord(r.data(), r.size(), {"srv/data"}, from_cwd);
+  ASSERT_TRUE(record.ok());
+  EXPECT_TRUE(record->path_outside);
+  EXPECT_EQ(resolver_calls, 1);
+  // A descriptor too deep to name (no dir): outside, never guessed from the cwd.
+  r = Record(REPLIFS_SYS_UNLINKAT, "", "data/a", "", "",
+             REPLIFS_SHIM_F_NAME1_FROM_FS_ROOT | REPLIFS_SHIM_F_NAME1_FROM_DIRFD);
+  record = ParseRecord(r.data(), r.size(), {"data"}, from_cwd);
+  ASSERT_TRUE(record.ok());
+  EXPECT_TRUE(record->path_outside);
+  EXPECT_EQ(resolver_calls, 1);
+}
+
 TEST(ShimRecordTest, OpenWithCreateAndTruncateGivesBoth) {
   std::string r = Record(REPLIFS_SYS_OPENAT, Leaf({"f"}), "");
   replifs_shim_event* h = reinterpret_cast<replifs_shim_event*>(r.data());
