@@ -258,9 +258,11 @@ int RunDaemon(const ProtectionConfig& config, const std::function<void(const abs
   SyncBeforeSend executor(journal_ptr, &backup);
   auto scheduler = scheduler::Scheduler::Create(
       policy, &executor,
-      [journal_ptr, &ages](uint64_t acked) {
+      [journal_ptr, &ages, &backup](uint64_t acked) {
         ages.Acknowledged(acked, absl::GetCurrentTimeNanos());
         fault::Hit("after-ack-before-trim");
+        // A change leaves the journal only once its chunk map is kept.
+        backup.WaitForSavedMaps();
         if (absl::Status s = journal_ptr->Trim(acked); !s.ok()) LogError("journal", "trim failed", {{"error", s}});
       },
       (*journal)->stats().acked_seq);

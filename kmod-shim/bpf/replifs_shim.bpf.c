@@ -106,10 +106,13 @@ struct {
  * file in a known directory (an untar) is a hit too. A verdict is only
  * trusted while `tree_gen` is unchanged: every rename (the only way a
  * directory changes place) and every directory removal (after which its
- * inode number can name a new directory elsewhere) bumps it. */
+ * inode number can name a new directory elsewhere) bumps it; the inode's
+ * generation in the key covers a number reused while the removed directory
+ * was still pinned (btrfs subvolumes, which repeat inode numbers under one
+ * device, are not told apart: see the README). */
 struct dir_key {
   __u32 dev;
-  __u32 pad;
+  __u32 generation; /* i_generation: a reused inode number is another key */
   __u64 ino;
 };
 struct verdict {
@@ -127,10 +130,13 @@ struct {
 /* In front of it, the verdict per open file, keyed by the struct file and
  * its dentry (one read, where the directory's key takes six): writes to a
  * file already open cost one lookup. Same generation rule; a reused struct
- * file names another dentry, or the same file with the same verdict. */
+ * file names another dentry, or the same file with the same verdict; the
+ * inode and its generation are in the key too, as freed dentries are reused. */
 struct file_key {
   __u64 file;
   __u64 dentry;
+  __u64 inode;
+  __u64 generation;
 };
 
 struct {
@@ -479,7 +485,8 @@ static bool in_tree(struct dentry *d) { return in_tree_walk((__u64)d); }
 
 /* Whether directory dir lies under a protected root, through the cache. */
 static __always_inline bool dir_in_tree(struct dentry *dir) {
-  struct dir_key key = {dentry_dev(dir), 0, BPF_CORE_READ(dir, d_inode, i_ino)};
+  struct dir_key key = {dentry_dev(dir), BPF_CORE_READ(dir, d_inode, i_generation),
+                        BPF_CORE_READ(dir, d_inode, i_ino)};
   /* Read before the walk: a rename finishing during it makes this verdict stale at once. */
   __u64 gen = tree_gen;
   struct verdict *v = bpf_map_lookup_elem(&dir_verdicts, &key);
@@ -500,7 +507,8 @@ static __always_inline bool dentry_in_tree(struct dentry *d) {
 /* Whether file f lies under a protected root. */
 static __always_inline bool file_in_tree(struct file *f) {
   struct dentry *d = BPF_CORE_READ(f, f_path.dentry);
-  struct file_key key = {(__u64)f, (__u64)d};
+  struct inode *inode = BPF_CORE_READ(f, f_inode);
+  struct file_key key = {(__u64)f, (__u64)d, (__u64)inode, BPF_CORE_READ(inode, i_generation)};
   __u64 gen = tree_gen;
   struct verdict *v = bpf_map_lookup_elem(&file_verdicts, &key);
   if (v && v->gen == gen) return v->inside;

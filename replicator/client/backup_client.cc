@@ -5,6 +5,7 @@
 #include <iostream>
 #include <algorithm>
 #include <map>
+#include <system_error>
 #include <optional>
 #include <set>
 #include <utility>
@@ -456,30 +457,41 @@ absl::Status BackupClient::ExecuteLocked(const std::vector<v1::BackupCommand>& b
     // Only now are these chunk lists what the server has committed. They are
     // saved after the acknowledgement, off its path (a 1 GiB file's map is
     // 330 KB: tens of ms); the next batch waits for the save before it reads
-    // maps. A save lost to a crash only costs a re-read: the file's identity
-    // no longer matches the older map.
-    map_save_ = std::async(std::launch::async,
-                           [maps = builder.TakeMaps(), store = chunk_maps_,
-                            trusted = map_trust_.epoch() == trust_epoch] {
-                             absl::Status saved;
-                             if (trusted) {
-                               saved = store->PutAll(maps);
-                             } else {
-                               for (const ChunkMap& map : maps) {
-                                 saved.Update(store->Invalidate(map.identity.device, map.identity.inode));
-                               }
-                             }
-                             if (!saved.ok()) {
-                               telemetry::LogWarn("client", "chunk maps not saved; files will be re-read",
-                                                  {{"error", saved}});
-                             }
-                           });
+    // maps, and the journal is trimmed only once it is done (WaitForSavedMaps).
+    uint64_t save_number;
+    {
+      std::lock_guard lock(saves_mutex_);
+      save_number = ++saves_started_;
+    }
+    auto save = [this, save_number, maps = builder.TakeMaps(), trusted = map_trust_.epoch() == trust_epoch] {
+      absl::Status saved;
+      if (trusted) {
+        saved = chunk_maps_->PutAll(maps);
+      } else {
+        for (const ChunkMap& map : maps) saved.Update(chunk_maps_->Invalidate(map.identity.device, map.identity.inode));
+      }
+      if (!saved.ok()) telemetry::LogWarn("client", "chunk maps not saved; files will be re-read", {{"error", saved}});
+      std::lock_guard lock(saves_mutex_);
+      saves_finished_ = save_number;
+      saves_done_.notify_all();
+    };
+    try {
+      map_save_ = std::async(std::launch::async, save);
+    } catch (const std::system_error&) {
+      save();  // no thread to be had: saved before the batch returns
+    }
   }
   return absl::OkStatus();
 }
 
 void BackupClient::WaitForMapSave() {
   if (map_save_.valid()) map_save_.get();
+}
+
+void BackupClient::WaitForSavedMaps() {
+  std::unique_lock lock(saves_mutex_);
+  const uint64_t started = saves_started_;
+  saves_done_.wait(lock, [&] { return saves_finished_ >= started; });
 }
 
 BackupClient::~BackupClient() { WaitForMapSave(); }

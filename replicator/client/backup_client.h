@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -52,6 +53,10 @@ class BackupClient : public scheduler::CommandExecutor {
   // of such a file goes out as its event saw it, without reading what is
   // half written; the content follows in its CONTENT command at the close.
   void SetOpenWriters(const scheduler::OpenWritersView* writers) { open_writers_.store(writers); }
+  // Returns once the chunk maps of every batch committed so far are saved.
+  // The journal is trimmed only after this: a trimmed change whose map was
+  // lost to a crash would be re-chunked against an older map. Thread-safe.
+  void WaitForSavedMaps();
   // Settles files open for writing before their content is read (a version
   // at the max delay is then a state the program wrote, whole_state.h).
   void SetWholeState(const WholeStateSource* source) { whole_state_.store(source); }
@@ -78,6 +83,9 @@ class BackupClient : public scheduler::CommandExecutor {
   bool applied_seq_unknown_ = true;
   BackupClientStats stats_;
   std::future<void> map_save_;  // the last batch's chunk maps, saved after its acknowledgement
+  std::mutex saves_mutex_;      // a leaf lock: guards the two counts below
+  std::condition_variable saves_done_;
+  uint64_t saves_started_ = 0, saves_finished_ = 0;
   // stats_ as of the last time mutex_ was released: stats() answers from it
   // while a batch holds mutex_ (minutes on a slow link), never waiting.
   mutable std::mutex published_mutex_;

@@ -300,7 +300,9 @@ absl::StatusOr<v1::NodeState> SnapshotNode(int root_fd, const std::string& path,
     if (copy.ok()) {
       struct stat now;
       absl::StatusOr<v1::NodeState> state = StatNode(root_fd, path, &now);
-      if (state.ok() && now.st_ino != copy->source.st_ino) {
+      // Inode numbers repeat across devices (a filesystem mounted in the
+      // tree): a copy another device's FSYNC made is not this file's.
+      if (state.ok() && (now.st_ino != copy->source.st_ino || now.st_dev != copy->source.st_dev)) {
         state = absl::FailedPreconditionError(absl::StrCat("'", path, "' names another inode now"));
       }
       absl::Status status = state.status();
