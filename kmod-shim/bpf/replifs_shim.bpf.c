@@ -268,8 +268,8 @@ static __always_inline struct scratch *begin(__u32 syscall, long ret) {
 
 /* Waking the reader costs a self-IPI (irq_work), a trap to the hypervisor
  * in a VM: about a fifth of an event's cost (bench/shim, perf). So the
- * reader is woken at most once per WAKEUP_EVERY_NS (and only if it waits),
- * or when the ring fills up; it also looks at least every 20 ms on its own
+ * reader is woken at most once per WAKEUP_EVERY_NS, or when the ring holds
+ * WAKEUP_AT_BYTES; it also looks at least every 20 ms on its own
  * (BpfShim::Poll), so a record waits at most that long. */
 #define WAKEUP_EVERY_NS 2000000ULL
 #define WAKEUP_AT_BYTES (4 << 20)
@@ -278,7 +278,9 @@ __u64 last_wakeup_ns = 0;
 static __always_inline __u64 wakeup_flag(__u64 now) {
   if (now - last_wakeup_ns >= WAKEUP_EVERY_NS || bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= WAKEUP_AT_BYTES) {
     last_wakeup_ns = now;
-    return 0; /* adaptive: wakes the reader if it has caught up */
+    /* Forced: the adaptive flag wakes only a reader that has caught up to
+     * this record, never one behind records sent without a wakeup. */
+    return BPF_RB_FORCE_WAKEUP;
   }
   return BPF_RB_NO_WAKEUP;
 }
