@@ -540,9 +540,10 @@ TEST_F(FaultTest, ClientCrashDropsUnsyncedJournalTail) {
 // With the writeback cache (the default) the kernel writes a never-closed
 // file's dirty pages back in pieces, without the inode lock, so the backing
 // file passes through page mixes the program never wrote; each version is
-// then of a state settled by an fsync through the mount, kept only if no
-// WRITE reached the daemon until it was copied (replicator/client/
-// whole_state.h). Write-through needs only the stable copy (stable_copy.h).
+// then a copy the daemon makes inside an FSYNC through the mount, while the
+// kernel holds the inode lock (fusefs/fsync_copies.h, replicator/client/
+// whole_state.h). Without the cache a large write arrives as several WRITEs,
+// so a file open for writing takes the same path there too.
 // REPLIFS_NO_NEVER_QUIET_FALLBACK=1 turns both off: then these tests fail
 // (no version in 20 s, or a mix), which shows they can.
 void FaultTest::NeverQuietFileGetsConsistentVersions(bool writeback_cache) {
