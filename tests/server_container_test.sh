@@ -44,11 +44,14 @@ cp "$src/examples/server-container/Containerfile" "$work/ctx/"
 podman build -q -t "$tag" -f "$work/ctx/Containerfile" "$work/ctx" >/dev/null
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 podman run -d --init --name "$name" -v "$name:/store" -p "127.0.0.1:$port:7433" "$tag" >/dev/null
+# The log goes to a file first: `podman logs | grep -q` fails under pipefail
+# when grep's early exit kills podman with SIGPIPE.
+listening() { podman logs "$name" >"$work/server.log" 2>&1; grep -q "listening on" "$work/server.log"; }
 for _ in $(seq 100); do
-  podman logs "$name" 2>&1 | grep -q "listening on" && break
+  listening && break
   sleep 0.1
 done
-podman logs "$name" 2>&1 | grep -q "listening on" || { podman logs "$name"; echo "FAIL: server in container did not start"; exit 1; }
+listening || { cat "$work/server.log"; echo "FAIL: server in container did not start"; exit 1; }
 
 podman exec "$name" /usr/local/bin/replifs-server repo create ct --store /store >"$work/token"
 [[ $(wc -c <"$work/token") -eq 65 ]] || { echo "FAIL: no token from repo create in the container"; exit 1; }
@@ -65,7 +68,7 @@ diff -r "$prot" "$work/restored"
 # The store lives on the volume: a new container on it still has the data.
 podman rm -f "$name" >/dev/null
 podman run -d --init --name "$name" -v "$name:/store" -p "127.0.0.1:$port:7433" "$tag" >/dev/null
-for _ in $(seq 100); do podman logs "$name" 2>&1 | grep -q "listening on" && break; sleep 0.1; done
+for _ in $(seq 100); do listening && break; sleep 0.1; done
 "$replifs" restore --to "$work/again" --server "127.0.0.1:$port" --repo ct --token-file "$work/token" later.txt
 cmp "$prot/later.txt" "$work/again/later.txt"
 echo "PASS: built, ran, replicated into the container and restored from its volume"
