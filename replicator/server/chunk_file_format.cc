@@ -3,6 +3,7 @@
 #include <zstd.h>
 
 #include "absl/strings/str_cat.h"
+#include "replicator/server/zstd_or_raw.h"
 
 namespace replifs::server {
 namespace {
@@ -10,7 +11,6 @@ namespace {
 constexpr char kMagic[4] = {'R', 'F', 'C', 'K'};
 constexpr uint8_t kFormatVersion = 1;
 constexpr uint8_t kFlagZstd = 1;
-constexpr int kZstdLevel = 3;
 
 void PutU32(char* out, uint32_t value) {
   for (int i = 0; i < 4; ++i) out[i] = static_cast<char>((value >> (8 * i)) & 0xff);
@@ -29,18 +29,7 @@ std::string EncodeChunkFile(std::string_view data) {
   file.replace(0, 4, kMagic, 4);
   file[4] = static_cast<char>(kFormatVersion);
   PutU32(&file[8], static_cast<uint32_t>(data.size()));
-
-  const size_t bound = ZSTD_compressBound(data.size());
-  file.resize(kChunkFileHeaderSize + bound);
-  const size_t compressed =
-      ZSTD_compress(&file[kChunkFileHeaderSize], bound, data.data(), data.size(), kZstdLevel);
-  if (!ZSTD_isError(compressed) && compressed < data.size()) {
-    file[5] = static_cast<char>(kFlagZstd);
-    file.resize(kChunkFileHeaderSize + compressed);
-  } else {
-    file.resize(kChunkFileHeaderSize);
-    file.append(data);
-  }
+  if (AppendZstdOrRaw(data, &file)) file[5] = static_cast<char>(kFlagZstd);
   return file;
 }
 

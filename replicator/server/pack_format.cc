@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "replicator/server/chunk_file_format.h"
+#include "replicator/server/zstd_or_raw.h"
 
 namespace replifs::server {
 namespace {
@@ -12,7 +13,6 @@ namespace {
 constexpr char kPackMagic[4] = {'R', 'F', 'P', 'K'};
 constexpr char kEntryMagic[4] = {'R', 'F', 'P', 'E'};
 constexpr uint8_t kFlagZstd = 1;
-constexpr int kZstdLevel = 3;
 constexpr size_t kChecksumOffset = 32;
 
 void PutU32(char* out, uint32_t value) {
@@ -79,18 +79,8 @@ std::string EncodePackEntry(EntryKind kind, std::string_view id, std::string_vie
     // again would cost the server more CPU than the client spent.
     entry[5] = static_cast<char>(kFlagZstd);
     entry.append(zstd_frame);
-  } else {
-    const size_t bound = ZSTD_compressBound(data.size());
-    entry.resize(kPackEntryHeaderSize + bound);
-    const size_t compressed =
-        ZSTD_compress(&entry[kPackEntryHeaderSize], bound, data.data(), data.size(), kZstdLevel);
-    if (!ZSTD_isError(compressed) && compressed < data.size()) {
-      entry[5] = static_cast<char>(kFlagZstd);
-      entry.resize(kPackEntryHeaderSize + compressed);
-    } else {
-      entry.resize(kPackEntryHeaderSize);
-      entry.append(data);
-    }
+  } else if (AppendZstdOrRaw(data, &entry)) {
+    entry[5] = static_cast<char>(kFlagZstd);
   }
   PutU32(&entry[28], static_cast<uint32_t>(entry.size() - kPackEntryHeaderSize));
   PutU64(&entry[kChecksumOffset], EntryChecksum(entry));
